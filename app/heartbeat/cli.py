@@ -1,0 +1,257 @@
+"""The ``heartbeat`` command: produce, consume, migrate, stats, tail, settings.
+
+Exit codes: 0 success, 1 failure at run time (e.g. undelivered messages),
+2 bad settings or usage (the message names each bad setting).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Any
+
+from heartbeat import __version__, logs
+from heartbeat.errors import FatalError, HeartbeatError, SettingsError, TransientError
+from heartbeat.settings import Settings, documented_fields, load_settings
+
+logger = logging.getLogger("heartbeat")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="heartbeat",
+        description="Heart-rate pipeline: generator -> Kafka -> consumer -> PostgreSQL. "
+        "Settings come from the environment and .env; see `heartbeat settings`.",
+    )
+    parser.add_argument("--version", action="version", version=f"heartbeat {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    produce = sub.add_parser("produce", help="send generated readings to Kafka")
+    produce.add_argument("--customers", type=int, dest="producer_customers")
+    produce.add_argument("--first-customer", type=int, dest="producer_first_customer")
+    produce.add_argument(
+        "--rate", type=float, dest="producer_rate", help="messages per second; 0 = unpaced"
+    )
+    produce.add_argument("--count", type=int, dest="producer_count", help="stop after this many")
+    produce.add_argument("--seed", type=int, dest="producer_seed")
+    produce.add_argument("--metrics-port", type=int, dest="metrics_port")
+
+    consume = sub.add_parser("consume", help="validate readings and store them in PostgreSQL")
+    consume.add_argument("--batch-size", type=int, dest="consumer_batch_max_messages")
+    consume.add_argument("--metrics-port", type=int, dest="metrics_port")
+
+    migrate = sub.add_parser("migrate", help="apply, list or roll back database migrations")
+    migrate.add_argument("action", nargs="?", choices=["up", "status", "rollback"], default="up")
+    migrate.add_argument("--steps", type=int, default=1, help="with rollback: how many to undo")
+
+    stats = sub.add_parser("stats", help="row and anomaly counts, per-customer statistics")
+    stats.add_argument(
+        "--window", type=float, default=3600.0, help="seconds of readings per customer"
+    )
+    stats.add_argument("--limit", type=int, default=50, help="most customers listed")
+    stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    tail = sub.add_parser("tail", help="print messages of a topic with their headers")
+    which = tail.add_mutually_exclusive_group()
+    which.add_argument("--topic", help="topic to read (default: the readings topic)")
+    which.add_argument("--dlq", action="store_true", help="read the dead-letter topic")
+    tail.add_argument("--from-beginning", action="store_true")
+    tail.add_argument("--max-messages", type=int)
+    tail.add_argument("--idle-timeout", type=float, help="stop after this many idle seconds")
+    tail.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    show = sub.add_parser("settings", help="show the effective settings or their documentation")
+    show_as = show.add_mutually_exclusive_group()
+    show_as.add_argument("--markdown", action="store_true", help="the README's settings table")
+    show_as.add_argument("--env-example", action="store_true", help="the content of .env.example")
+    return parser
+
+
+_SETTING_OPTIONS = (
+    "producer_customers",
+    "producer_first_customer",
+    "producer_rate",
+    "producer_count",
+    "producer_seed",
+    "metrics_port",
+    "consumer_batch_max_messages",
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    overrides = {name: getattr(args, name, None) for name in _SETTING_OPTIONS}
+    if args.command == "settings" and (args.markdown or args.env_example):
+        print(settings_markdown() if args.markdown else env_example(), end="")
+        return EXIT_OK
+    try:
+        settings = load_settings(**overrides)
+    except SettingsError as exc:
+        print(f"heartbeat: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    logs.configure(settings)
+    commands: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
+        "produce": _produce,
+        "consume": _consume,
+        "migrate": _migrate,
+        "stats": _stats,
+        "tail": _tail,
+        "settings": _show_settings,
+    }
+    try:
+        return commands[args.command](settings, args)
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except (FatalError, TransientError) as exc:
+        logger.error("%s", exc)
+        return EXIT_FAILED
+    except HeartbeatError as exc:  # pragma: no cover - every subclass is handled above
+        logger.error("%s", exc)
+        return EXIT_FAILED
+
+
+def _conninfo(settings: Settings) -> str:
+    return settings.database_url.get_secret_value()
+
+
+def _serve(
+    component: str, settings: Settings, checks: tuple[str, ...], build: Callable[..., Any]
+) -> int:
+    """Run a long-lived component with its metrics server and signal handling."""
+    from heartbeat.metrics import new_registry
+    from heartbeat.server import Health, MetricsServer
+
+    registry = new_registry()
+    health = Health(checks, settings.liveness_timeout_seconds)
+    app = build(registry, health)
+    server = MetricsServer(settings.metrics_host, settings.metrics_port, registry, health).start()
+    previous = {
+        sig: signal.signal(sig, app.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    logger.info("heartbeat %s %s starting", component, __version__)
+    try:
+        return int(app.run())
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        server.stop()
+
+
+def _produce(settings: Settings, _: argparse.Namespace) -> int:
+    from heartbeat.metrics import ProducerMetrics
+    from heartbeat.producer import ProducerApp
+
+    return _serve(
+        "producer",
+        settings,
+        ("kafka",),
+        lambda registry, health: ProducerApp(
+            settings, metrics=ProducerMetrics(registry), health=health
+        ),
+    )
+
+
+def _consume(settings: Settings, _: argparse.Namespace) -> int:
+    from heartbeat.consumer import ConsumerApp
+    from heartbeat.metrics import ConsumerMetrics
+    from heartbeat.store import Store
+
+    store = Store(
+        _conninfo(settings),
+        max_size=settings.database_pool_size,
+        connect_timeout=settings.database_connect_timeout_seconds,
+    )
+    store.open()
+    try:
+        return _serve(
+            "consumer",
+            settings,
+            ("kafka", "postgres"),
+            lambda registry, health: ConsumerApp(
+                settings, store=store, metrics=ConsumerMetrics(registry), health=health
+            ),
+        )
+    finally:
+        store.close()
+
+
+def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from heartbeat.migrations import Migrator
+
+    migrator = Migrator(
+        _conninfo(settings), settings.migrations_dir, settings.database_connect_timeout_seconds
+    )
+    if args.action == "status":
+        for m in migrator.status():
+            down = "" if m.reversible else "  (no rollback step)"
+            print(f"{'applied' if m.applied else 'pending'}  {m.id}{down}")
+        return EXIT_OK
+    if args.action == "rollback":
+        if args.steps < 1:
+            print("heartbeat: --steps must be at least 1", file=sys.stderr)
+            return EXIT_USAGE
+        undone = migrator.rollback(args.steps)
+        print("rolled back: " + (", ".join(undone) or "nothing"))
+        return EXIT_OK
+    applied = migrator.apply()
+    print("applied: " + (", ".join(applied) or "nothing, the schema is up to date"))
+    return EXIT_OK
+
+
+def _stats(settings: Settings, args: argparse.Namespace) -> int:
+    from heartbeat import stats
+    from heartbeat.store import Store
+
+    with Store(
+        _conninfo(settings), max_size=1, connect_timeout=settings.database_connect_timeout_seconds
+    ) as store:
+        report = stats.collect(store, window=timedelta(seconds=args.window), limit=args.limit)
+    print(stats.render_json(report) if args.json else stats.render_table(report))
+    return EXIT_OK
+
+
+def _tail(settings: Settings, args: argparse.Namespace) -> int:
+    from heartbeat.kafka import read_topic
+    from heartbeat.tail import render
+
+    topic = settings.kafka_dlq_topic if args.dlq else (args.topic or settings.kafka_topic)
+    for record in read_topic(
+        settings,
+        topic,
+        from_beginning=args.from_beginning,
+        max_messages=args.max_messages,
+        idle_timeout=args.idle_timeout,
+    ):
+        print(render(record, as_json=args.json), flush=True)
+    return EXIT_OK
+
+
+def _show_settings(settings: Settings, _: argparse.Namespace) -> int:
+    for name, value in settings.model_dump().items():
+        print(f"{Settings.env_name(name)}={'' if value is None else value}")
+    return EXIT_OK
+
+
+def settings_markdown() -> str:
+    lines = ["| Variable | Default | Description |", "| --- | --- | --- |"]
+    for env, default, description in documented_fields():
+        shown = f"`{default}`" if default != "" else "(empty)"
+        lines.append(f"| `{env}` | {shown} | {description} |")
+    return "\n".join(lines) + "\n"
+
+
+def env_example() -> str:
+    lines = [
+        "# Every setting of the heartbeat pipeline, with its default.",
+        "# Copy to .env and change what you need; the environment wins over .env.",
+        "# PostgreSQL also honours libpq's PG* variables when DATABASE_URL is empty.",
+    ]
+    for env, default, description in documented_fields():
+        lines += ["", f"# {description}", f"{env}={default}"]
+    return "\n".join(lines) + "\n"

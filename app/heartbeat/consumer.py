@@ -1,0 +1,420 @@
+"""The consumer: Kafka -> validate -> dead-letter or store, exactly once.
+
+One loop, one thread. A batch is collected (bounded by count and time), each
+message is validated, rejected messages are produced to the dead-letter topic
+and their delivery awaited, then the valid readings and the batch's next
+offsets are written to PostgreSQL in one transaction. Only then are the offsets
+committed to Kafka, for lag tools; PostgreSQL is the source of truth and each
+newly assigned partition resumes from the offset stored there.
+
+What a crash at any instant leads to:
+
+* before the PostgreSQL commit: nothing of the batch is stored, its offsets are
+  not advanced, the batch is read again (dead-letter messages may be produced
+  twice; each carries its source offset so readers can tell).
+* after it: rows and offsets are both durable; the batch is not read again.
+
+A dependency that fails is retried with capped exponential backoff while the
+process reports not-ready; the partitions are paused meanwhile so the group
+keeps the member alive, and nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from heartbeat.errors import KafkaUnavailable, TransientError
+from heartbeat.kafka import (
+    DeliveryReport,
+    KafkaConsumer,
+    KafkaProducer,
+    Partition,
+    Record,
+    ensure_topics,
+)
+from heartbeat.metrics import ConsumerMetrics
+from heartbeat.retry import retry_transient
+from heartbeat.server import Health
+from heartbeat.settings import Settings
+from heartbeat.store import Store, WriteResult
+from heartbeat.validation import Reading, Rejection, validate
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+CHECK_INTERVAL_SECONDS = 10.0
+DLQ_FLUSH_TIMEOUT_SECONDS = 30.0
+
+
+def dead_letter_headers(record: Record, rejection: Rejection) -> list[tuple[str, bytes]]:
+    """Headers of a dead-letter message: the reason code and where the original came from."""
+    return [
+        ("reason", rejection.reason.value.encode()),
+        ("error", rejection.detail.encode("utf-8", "replace")[:1024]),
+        ("source_topic", record.topic.encode()),
+        ("source_partition", str(record.partition).encode()),
+        ("source_offset", str(record.offset).encode()),
+        *((f"original_{name}", value) for name, value in record.headers if value is not None),
+    ]
+
+
+def next_offsets(records: Sequence[Record]) -> dict[Partition, int]:
+    """For each partition in ``records``, the offset after the last one."""
+    offsets: dict[Partition, int] = {}
+    for record in records:
+        source = record.source
+        if record.offset + 1 > offsets.get(source, -1):
+            offsets[source] = record.offset + 1
+    return offsets
+
+
+class ConsumerApp:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store,
+        metrics: ConsumerMetrics,
+        health: Health,
+        kafka_extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.metrics = metrics
+        self.health = health
+        self._kafka_extra = dict(kafka_extra or {})
+        self._stopping = threading.Event()
+        self._owned: set[Partition] = set()
+        self._buffer: list[Record] = []  # the batch being collected or written
+        self._overflow: list[Record] = []  # read while a write was being retried
+        self._paused = False
+        self._last_check = 0.0
+        self._max_skew = timedelta(seconds=settings.consumer_max_future_skew_seconds)
+        self._consumer: KafkaConsumer | None = None
+        self._dlq: KafkaProducer | None = None
+
+    # --- lifecycle -------------------------------------------------------------
+
+    def request_stop(self, *_: object) -> None:
+        """Ask the loop to finish (or abandon) its batch, leave the group and return."""
+        if not self._stopping.is_set():
+            logger.info("stop requested; finishing the current batch")
+        self._stopping.set()
+
+    def run(self) -> int:
+        topics = [self.settings.kafka_topic, self.settings.kafka_dlq_topic]
+        try:
+            self._retry(
+                "kafka", lambda: ensure_topics(self.settings, topics), on_success=self._kafka_ok
+            )
+        except TransientError:
+            return 0  # stopped before Kafka could be reached; nothing was read
+        self._dlq = KafkaProducer(
+            self.settings,
+            on_delivery=lambda _: None,
+            on_unreachable=self._kafka_lost,
+            extra=self._kafka_extra,
+        )
+        self._consumer = KafkaConsumer(
+            self.settings,
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lag=self._on_lag,
+            on_unreachable=self._kafka_lost,
+            extra=self._kafka_extra,
+        )
+        self._consumer.subscribe([self.settings.kafka_topic])
+        logger.info(
+            "consuming %s as group %s",
+            self.settings.kafka_topic,
+            self.settings.kafka_consumer_group,
+        )
+        try:
+            while not self._stopping.is_set():
+                self.health.tick()
+                self._collect()
+                if self._buffer:
+                    self._process()
+                else:
+                    self._periodic_checks()
+        finally:
+            logger.info("leaving the consumer group")
+            self._consumer.close()
+            self._dlq.flush(DLQ_FLUSH_TIMEOUT_SECONDS)
+        logger.info("consumer stopped")
+        return 0
+
+    # --- rebalancing -----------------------------------------------------------
+
+    def _on_assign(self, partitions: list[Partition]) -> dict[Partition, int | None]:
+        group = self.settings.kafka_consumer_group
+        try:
+            # Inside the rebalance callback the consumer must not be polled, so
+            # this retry only sleeps; the rebalance waits for PostgreSQL.
+            stored = self._retry(
+                "postgres",
+                lambda: self.store.load_offsets(group, sorted({p.topic for p in partitions})),
+                on_success=self._postgres_ok,
+                serve_kafka=False,
+            )
+        except TransientError:
+            # Stopping before PostgreSQL answered: start nowhere in particular and
+            # never own these partitions, so nothing read from them is written.
+            logger.warning("stopping before the offsets of %s could be read", partitions)
+            return {}
+        starts: dict[Partition, int | None] = {p: stored.get(p) for p in partitions}
+        self._owned.update(partitions)
+        self.metrics.assigned_partitions.set(len(self._owned))
+        logger.info(
+            "assigned %s",
+            ", ".join(
+                f"{p.topic}[{p.partition}]@{'reset' if o is None else o}" for p, o in starts.items()
+            ),
+        )
+        return starts
+
+    def _on_revoke(self, partitions: list[Partition], lost: bool) -> None:
+        revoked = set(partitions)
+        self._owned -= revoked
+        dropped = sum(1 for r in (*self._buffer, *self._overflow) if r.source in revoked)
+        self._buffer = [r for r in self._buffer if r.source not in revoked]
+        self._overflow = [r for r in self._overflow if r.source not in revoked]
+        for p in revoked:
+            with contextlib.suppress(KeyError):
+                self.metrics.consumer_lag.remove(p.topic, str(p.partition))
+        self.metrics.assigned_partitions.set(len(self._owned))
+        logger.info(
+            "%s %s; %d uncommitted messages left for the next owner",
+            "lost" if lost else "revoked",
+            ", ".join(f"{p.topic}[{p.partition}]" for p in sorted(revoked)),
+            dropped,
+        )
+
+    def _on_lag(self, lag: dict[Partition, int]) -> None:
+        for partition, value in lag.items():
+            if partition in self._owned:
+                self.metrics.consumer_lag.labels(partition.topic, str(partition.partition)).set(
+                    value
+                )
+
+    # --- the batch -------------------------------------------------------------
+
+    def _collect(self) -> None:
+        """Fill the buffer up to the batch size or until the batch's time is up."""
+        assert self._consumer is not None
+        limit = self.settings.consumer_batch_max_messages
+        deadline = time.monotonic() + self.settings.consumer_batch_max_wait_seconds
+        while len(self._buffer) < limit and not self._stopping.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            records = self._consumer.poll_batch(limit - len(self._buffer), min(remaining, 0.25))
+            if records:
+                self._kafka_ok()
+                self._buffer.extend(r for r in records if r.source in self._owned)
+
+    def _process(self) -> None:
+        batch = self._buffer
+        now = datetime.now(UTC)
+        verdicts = [
+            (record, validate(record.value, now=now, max_future_skew=self._max_skew))
+            for record in batch
+        ]
+        self.metrics.consumed.inc(len(batch))
+        try:
+            self._dead_letter([(r, v) for r, v in verdicts if isinstance(v, Rejection)])
+            result, offsets = self._store([(r, v) for r, v in verdicts if isinstance(v, Reading)])
+        except TransientError as exc:
+            logger.warning(
+                "abandoning a batch of %d messages on shutdown (%s); it will be read again",
+                len(batch),
+                exc,
+            )
+            self._buffer, self._overflow = [], []
+            return
+        self._buffer, self._overflow = self._overflow, []
+        assert self._consumer is not None
+        self._consumer.commit(offsets)
+        self._record_success(len(batch), result)
+
+    def _dead_letter(self, rejected: list[tuple[Record, Rejection]]) -> None:
+        """Produce the rejected messages and wait until Kafka has every one of them."""
+        if not rejected:
+            return
+        assert self._dlq is not None
+        dlq = self._dlq
+        failed: list[str] = []
+        topic = self.settings.kafka_dlq_topic
+
+        def attempt() -> None:
+            failed.clear()
+            owned = [(r, v) for r, v in rejected if r.source in self._owned]
+            delivered = [False] * len(owned)
+
+            def report(index: int) -> Callable[[DeliveryReport], None]:
+                def on_delivery(report: DeliveryReport) -> None:
+                    if report.error is None:
+                        delivered[index] = True
+                    else:
+                        failed.append(report.error)
+
+                return on_delivery
+
+            for index, (record, rejection) in enumerate(owned):
+                dlq.produce(
+                    topic,
+                    record.key,
+                    record.value,
+                    dead_letter_headers(record, rejection),
+                    report(index),
+                )
+            dlq.flush(DLQ_FLUSH_TIMEOUT_SECONDS)
+            if not all(delivered):
+                detail = failed[0] if failed else "delivery timed out"
+                missing = delivered.count(False)
+                raise KafkaUnavailable(
+                    f"{missing} of {len(owned)} dead-letter messages not delivered: {detail}"
+                )
+            for _, rejection in owned:
+                self.metrics.rejected.labels(rejection.reason.value).inc()
+
+        # Partially delivered attempts are produced again whole: the dead-letter
+        # topic is at-least-once, each message names its source offset.
+        self._retry("kafka", attempt, on_success=self._kafka_ok)
+
+    def _store(
+        self, valid: list[tuple[Record, Reading]]
+    ) -> tuple[WriteResult, dict[Partition, int]]:
+        def attempt() -> tuple[WriteResult, dict[Partition, int]]:
+            # Ownership is re-read on every attempt: partitions revoked while
+            # PostgreSQL was away are left to their new owner.
+            owned_records = [r for r in self._buffer if r.source in self._owned]
+            readings = [reading for record, reading in valid if record.source in self._owned]
+            offsets = next_offsets(owned_records)
+            started = time.perf_counter()
+            result = self.store.write_batch(self.settings.kafka_consumer_group, readings, offsets)
+            self.metrics.db_write_seconds.observe(time.perf_counter() - started)
+            return result, offsets
+
+        return self._retry("postgres", attempt, on_success=self._postgres_ok)
+
+    def _record_success(self, size: int, result: WriteResult) -> None:
+        m = self.metrics
+        m.batch_size.observe(size)
+        m.stored.inc(len(result.stored))
+        m.duplicates.inc(result.duplicates)
+        committed = datetime.now(UTC)
+        for row in result.stored:
+            m.event_to_stored_seconds.observe(max(0.0, (committed - row.ts).total_seconds()))
+            if row.anomaly is not None:
+                m.anomalies.labels(row.anomaly.value).inc()
+        if result.duplicates:
+            logger.debug("skipped %d duplicate readings", result.duplicates)
+
+    # --- dependencies ----------------------------------------------------------
+
+    def _periodic_checks(self) -> None:
+        """While idle, confirm both dependencies still answer (for /readyz)."""
+        if time.monotonic() - self._last_check < CHECK_INTERVAL_SECONDS:
+            return
+        self._last_check = time.monotonic()
+        consumer = self._consumer
+        assert consumer is not None
+        checks: tuple[tuple[str, Callable[[], None], Callable[[], None]], ...] = (
+            ("kafka", lambda: consumer.ping(5.0), self._kafka_ok),
+            ("postgres", self.store.ping, self._postgres_ok),
+        )
+        for name, check, ok in checks:
+            try:
+                check()
+                ok()
+            except TransientError as exc:
+                self._mark(name, False, str(exc))
+
+    def _kafka_ok(self) -> None:
+        self._mark("kafka", True)
+
+    def _postgres_ok(self) -> None:
+        self._mark("postgres", True)
+
+    def _kafka_lost(self, detail: str) -> None:
+        self._mark("kafka", False, detail)
+
+    def _mark(self, name: str, ok: bool, detail: str = "") -> None:
+        self.health.set(name, ok, detail)
+        self.metrics.dependency_up.labels(name).set(1 if ok else 0)
+
+    def _retry(
+        self,
+        dependency: str,
+        action: Callable[[], T],
+        *,
+        on_success: Callable[[], None],
+        serve_kafka: bool = True,
+    ) -> T:
+        """Run ``action`` until it succeeds, backing off on ``TransientError``.
+
+        Gives up (re-raising the last error) only when a stop was requested.
+        While waiting, the partitions are paused and the consumer keeps polling,
+        so rebalances are served and the group does not evict this member.
+        """
+
+        def on_retry(error: BaseException, attempt: int, delay: float) -> None:
+            self._mark(dependency, False, str(error))
+            self.metrics.retries.labels(dependency).inc()
+            logger.warning(
+                "%s unavailable (%s); retry %d in %.1fs", dependency, error, attempt, delay
+            )
+
+        try:
+            result = retry_transient(
+                action,
+                initial=self.settings.retry_initial_seconds,
+                maximum=self.settings.retry_max_seconds,
+                stopping=self._stopping,
+                on_retry=on_retry,
+                sleep=self._wait_serving_kafka if serve_kafka else self._wait,
+            )
+        finally:
+            if serve_kafka:
+                self._resume()
+        on_success()
+        return result
+
+    def _wait(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self._stopping.is_set() and time.monotonic() < deadline:
+            self.health.tick()
+            time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
+
+    def _wait_serving_kafka(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self._stopping.is_set():
+            self.health.tick()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            if self._consumer is None:
+                time.sleep(min(remaining, 0.25))
+                continue
+            self._pause()
+            # Paused partitions return nothing; a partition assigned meanwhile
+            # may, and its records wait in the overflow for the next batch.
+            records = self._consumer.poll_batch(100, min(remaining, 0.25))
+            self._overflow.extend(r for r in records if r.source in self._owned)
+
+    def _pause(self) -> None:
+        assert self._consumer is not None
+        self._consumer.pause(self._consumer.assignment())
+        self._paused = True
+
+    def _resume(self) -> None:
+        if self._paused and self._consumer is not None:
+            self._consumer.resume(self._consumer.assignment())
+            self._paused = False

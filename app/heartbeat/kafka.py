@@ -1,0 +1,426 @@
+"""Everything that talks to Kafka; the only module that imports confluent_kafka.
+
+The rest of the package sees small typed wrappers: ``Record`` for a consumed
+message, ``Partition`` for a (topic, partition) pair, and ``KafkaProducer`` /
+``KafkaConsumer`` with just the calls the pipeline makes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from heartbeat.errors import FatalError, KafkaUnavailable
+from heartbeat.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+Headers = list[tuple[str, bytes]]
+
+
+class Partition(NamedTuple):
+    topic: str
+    partition: int
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One consumed message."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int | None
+    headers: Headers
+
+    @property
+    def source(self) -> Partition:
+        return Partition(self.topic, self.partition)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    topic: str
+    partition: int
+    offset: int
+    error: str | None
+
+
+def _delivery_report(error: KafkaError | None, message: Message) -> DeliveryReport:
+    partition, offset = message.partition(), message.offset()
+    return DeliveryReport(
+        topic=message.topic() or "",
+        partition=-1 if partition is None else partition,
+        offset=-1 if offset is None else offset,
+        error=None if error is None else error.str(),
+    )
+
+
+def client_config(settings: Settings) -> dict[str, Any]:
+    """Connection settings shared by every client."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "security.protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_sasl_mechanism:
+        config["sasl.mechanism"] = settings.kafka_sasl_mechanism
+    if settings.kafka_sasl_username is not None:
+        config["sasl.username"] = settings.kafka_sasl_username
+    if settings.kafka_sasl_password is not None:
+        config["sasl.password"] = settings.kafka_sasl_password.get_secret_value()
+    for key, path in (
+        ("ssl.ca.location", settings.kafka_ssl_ca_location),
+        ("ssl.certificate.location", settings.kafka_ssl_certificate_location),
+        ("ssl.key.location", settings.kafka_ssl_key_location),
+    ):
+        if path is not None:
+            config[key] = str(path)
+    return config
+
+
+def _error_callback(on_unreachable: Callable[[str], None] | None) -> Callable[[KafkaError], None]:
+    def callback(error: KafkaError) -> None:
+        if error.fatal():
+            logger.error("kafka fatal error: %s", error.str())
+        elif error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
+            logger.warning("kafka unreachable: %s", error.str())
+            if on_unreachable is not None:
+                on_unreachable(error.str())
+        else:
+            logger.info("kafka client: %s", error.str())
+
+    return callback
+
+
+def ensure_topics(settings: Settings, names: Iterable[str], timeout: float = 30.0) -> None:
+    """Create the topics if missing; raise ``KafkaUnavailable`` if Kafka does not answer."""
+    admin = AdminClient(client_config(settings))
+    wanted = [
+        NewTopic(name, settings.kafka_topic_partitions, settings.kafka_replication_factor)
+        for name in names
+    ]
+    try:
+        existing = admin.list_topics(timeout=timeout).topics
+    except KafkaException as exc:
+        raise KafkaUnavailable(f"cannot list topics: {exc}") from exc
+    missing = [topic for topic in wanted if topic.topic not in existing]
+    for topic in wanted:
+        if topic.topic in existing:
+            have = len(existing[topic.topic].partitions)
+            if have != settings.kafka_topic_partitions:
+                logger.info("topic %s exists with %d partitions", topic.topic, have)
+    if not missing:
+        return
+    for name, future in admin.create_topics(missing, request_timeout=timeout).items():
+        try:
+            future.result()
+            logger.info("created topic %s", name)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue
+            if error.retriable() or error.code() in (KafkaError._TRANSPORT, KafkaError._TIMED_OUT):
+                raise KafkaUnavailable(f"cannot create topic {name}: {error.str()}") from exc
+            raise FatalError(f"cannot create topic {name}: {error.str()}") from exc
+
+
+def partition_count(settings: Settings, topic: str, timeout: float = 10.0) -> int:
+    admin = AdminClient(client_config(settings))
+    try:
+        metadata = admin.list_topics(topic=topic, timeout=timeout)
+    except KafkaException as exc:
+        raise KafkaUnavailable(f"cannot read metadata of {topic}: {exc}") from exc
+    found = metadata.topics.get(topic)
+    if found is None or found.error is not None:
+        return 0
+    return len(found.partitions)
+
+
+def ping(settings: Settings, timeout: float = 5.0) -> None:
+    """Raise ``KafkaUnavailable`` unless a broker answers a metadata request."""
+    admin = AdminClient(client_config(settings))
+    try:
+        admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise KafkaUnavailable(str(exc)) from exc
+
+
+class KafkaProducer:
+    """An idempotent producer (acks=all) with delivery reports."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        on_delivery: Callable[[DeliveryReport], None],
+        on_unreachable: Callable[[str], None] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        config = client_config(settings) | {
+            "enable.idempotence": True,
+            "acks": "all",
+            "compression.type": settings.kafka_compression,
+            "linger.ms": 20,
+            "error_cb": _error_callback(on_unreachable),
+        }
+        config.update(extra or {})
+        self._producer = Producer(config)
+        self._on_delivery = on_delivery
+
+    def _report(self, error: KafkaError | None, message: Message) -> None:
+        self._on_delivery(_delivery_report(error, message))
+
+    @staticmethod
+    def _reporter(
+        callback: Callable[[DeliveryReport], None],
+    ) -> Callable[[KafkaError | None, Message], None]:
+        return lambda error, message: callback(_delivery_report(error, message))
+
+    def produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers | None = None,
+        on_delivery: Callable[[DeliveryReport], None] | None = None,
+    ) -> None:
+        """Queue one message; waits for room (serving delivery reports) when the queue is full.
+
+        ``on_delivery``, if given, is called for this message instead of the
+        producer-wide callback.
+        """
+        callback = self._report if on_delivery is None else self._reporter(on_delivery)
+        while True:
+            try:
+                self._producer.produce(
+                    topic, value=value, key=key, headers=list(headers or []), on_delivery=callback
+                )
+                return
+            except BufferError:
+                self._producer.poll(0.1)
+            except KafkaException as exc:
+                raise KafkaUnavailable(f"cannot produce to {topic}: {exc}") from exc
+
+    def poll(self, timeout: float = 0.0) -> int:
+        return self._producer.poll(timeout)
+
+    def flush(self, timeout: float) -> int:
+        """Wait for outstanding deliveries; returns how many are still undelivered."""
+        return self._producer.flush(timeout)
+
+    def __len__(self) -> int:
+        return len(self._producer)
+
+
+# Called with the partitions just assigned; returns where each one starts.
+AssignCallback = Callable[[list[Partition]], Mapping[Partition, int | None]]
+RevokeCallback = Callable[[list[Partition], bool], None]
+LagCallback = Callable[[dict[Partition, int]], None]
+
+
+class KafkaConsumer:
+    """A group consumer whose start positions come from the caller (the database).
+
+    Auto commit and auto offset store are off: the caller decides what has been
+    processed. Rebalancing is cooperative-sticky. ``on_assign`` returns, for each
+    newly assigned partition, the next offset to read, or ``None`` to start
+    where ``auto.offset.reset`` says.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        on_assign: AssignCallback,
+        on_revoke: RevokeCallback,
+        on_lag: LagCallback | None = None,
+        on_unreachable: Callable[[str], None] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        config = client_config(settings) | {
+            "group.id": settings.kafka_consumer_group,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": settings.kafka_auto_offset_reset,
+            "partition.assignment.strategy": "cooperative-sticky",
+            "isolation.level": "read_committed",
+            "statistics.interval.ms": 5000 if on_lag else 0,
+            "error_cb": _error_callback(on_unreachable),
+        }
+        if on_lag is not None:
+            config["stats_cb"] = self._stats
+        config.update(extra or {})
+        self._reset = (
+            OFFSET_BEGINNING if settings.kafka_auto_offset_reset == "earliest" else OFFSET_END
+        )
+        self._consumer = Consumer(config)
+        self._on_assign = on_assign
+        self._on_revoke = on_revoke
+        self._on_lag = on_lag
+
+    def subscribe(self, topics: Sequence[str]) -> None:
+        self._consumer.subscribe(
+            list(topics), on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost
+        )
+
+    def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        assigned = [Partition(tp.topic, tp.partition) for tp in partitions]
+        starts = self._on_assign(assigned)
+        positioned = [
+            TopicPartition(p.topic, p.partition, _start(starts.get(p), self._reset))
+            for p in assigned
+        ]
+        consumer.incremental_assign(positioned)
+
+    def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._on_revoke([Partition(tp.topic, tp.partition) for tp in partitions], False)
+
+    def _lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._on_revoke([Partition(tp.topic, tp.partition) for tp in partitions], True)
+
+    def _stats(self, stats_json: str) -> None:
+        assert self._on_lag is not None
+        lag: dict[Partition, int] = {}
+        stats = json.loads(stats_json)
+        for topic, topic_stats in stats.get("topics", {}).items():
+            for key, part in topic_stats.get("partitions", {}).items():
+                partition = int(key)
+                if partition < 0 or part.get("fetch_state") in (None, "none", "stopped"):
+                    continue
+                # consumer_lag counts from the committed offset, which the consumer
+                # advances only after the rows are in PostgreSQL.
+                value = part.get("consumer_lag", -1)
+                if value is not None and value >= 0:
+                    lag[Partition(topic, partition)] = value
+        self._on_lag(lag)
+
+    def poll_batch(self, max_messages: int, timeout: float) -> list[Record]:
+        """Up to ``max_messages`` records, waiting at most ``timeout`` seconds for the first."""
+        messages = self._consumer.consume(num_messages=max_messages, timeout=timeout)
+        records = []
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.fatal():
+                    raise FatalError(f"kafka consumer fatal error: {error.str()}")
+                if error.code() != KafkaError._PARTITION_EOF:
+                    logger.warning("kafka consume error: %s", error.str())
+                continue
+            records.append(_record(message))
+        return records
+
+    def assignment(self) -> list[Partition]:
+        return [Partition(tp.topic, tp.partition) for tp in self._consumer.assignment()]
+
+    def commit(self, offsets: Mapping[Partition, int]) -> None:
+        """Commit next-offsets to Kafka asynchronously: for lag tools; PostgreSQL is the truth."""
+        if not offsets:
+            return
+        try:
+            self._consumer.commit(
+                offsets=[TopicPartition(p.topic, p.partition, o) for p, o in offsets.items()],
+                asynchronous=True,
+            )
+        except KafkaException as exc:
+            logger.info("kafka offset commit skipped: %s", exc)
+
+    def pause(self, partitions: Iterable[Partition]) -> None:
+        tps = [TopicPartition(p.topic, p.partition) for p in partitions]
+        if tps:
+            self._consumer.pause(tps)
+
+    def resume(self, partitions: Iterable[Partition]) -> None:
+        tps = [TopicPartition(p.topic, p.partition) for p in partitions]
+        if tps:
+            self._consumer.resume(tps)
+
+    def ping(self, timeout: float) -> None:
+        """Raise ``KafkaUnavailable`` unless the cluster answers a metadata request."""
+        try:
+            self._consumer.list_topics(timeout=timeout)
+        except KafkaException as exc:
+            raise KafkaUnavailable(str(exc)) from exc
+
+    def close(self) -> None:
+        """Leave the group (runs the revoke callback) and release the client."""
+        self._consumer.close()
+
+
+def read_topic(
+    settings: Settings,
+    topic: str,
+    *,
+    from_beginning: bool,
+    max_messages: int | None,
+    idle_timeout: float | None,
+) -> Iterator[Record]:
+    """Records of ``topic`` in arrival order, for ``heartbeat tail``; never commits.
+
+    Stops after ``max_messages`` records, or when nothing arrives for
+    ``idle_timeout`` seconds (``None`` follows the topic until interrupted).
+    """
+    consumer = Consumer(
+        client_config(settings)
+        | {
+            "group.id": f"heartbeat-tail-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest" if from_beginning else "latest",
+        }
+    )
+    try:
+        consumer.subscribe([topic])
+        seen = 0
+        idle_since = time.monotonic()
+        while max_messages is None or seen < max_messages:
+            message = consumer.poll(0.5)
+            if message is None or message.error() is not None:
+                if idle_timeout is not None and time.monotonic() - idle_since > idle_timeout:
+                    return
+                continue
+            idle_since = time.monotonic()
+            seen += 1
+            yield _record(message)
+    finally:
+        consumer.close()
+
+
+def _start(stored: int | None, reset: int) -> int:
+    return reset if stored is None else stored
+
+
+def _record(message: Message) -> Record:
+    kind, timestamp = message.timestamp()
+    return Record(
+        topic=message.topic() or "",
+        partition=message.partition() or 0,
+        offset=message.offset() or 0,
+        key=message.key(),
+        value=message.value(),
+        timestamp_ms=timestamp if kind else None,
+        headers=_headers(message),
+    )
+
+
+def _headers(message: Message) -> Headers:
+    raw = message.headers() or []
+    pairs = raw.items() if isinstance(raw, dict) else raw
+    return [(name, value) for name, value in pairs if isinstance(value, bytes)]

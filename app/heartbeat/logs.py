@@ -1,0 +1,45 @@
+"""Logging set-up; only entry points call ``configure``."""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import sys
+
+from pythonjsonlogger.json import JsonFormatter
+
+from heartbeat.settings import Settings
+
+TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+def configure(settings: Settings) -> None:
+    formatter: logging.Formatter
+    if settings.log_format == "json":
+        formatter = JsonFormatter(
+            JSON_FIELDS, rename_fields={"levelname": "level", "asctime": "time"}
+        )
+    else:
+        formatter = logging.Formatter(TEXT_FORMAT)
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if settings.log_file is not None:
+        settings.log_file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(
+            logging.handlers.RotatingFileHandler(
+                settings.log_file,
+                maxBytes=settings.log_file_max_bytes,
+                backupCount=settings.log_file_backup_count,
+                encoding="utf-8",
+            )
+        )
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        root.addHandler(handler)
+    root.setLevel(settings.log_level)
+    # librdkafka and the pool are chatty at DEBUG; keep them at INFO unless asked.
+    for name in ("psycopg.pool", "yoyo"):
+        logging.getLogger(name).setLevel(max(logging.INFO, root.level))

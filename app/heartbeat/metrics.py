@@ -1,0 +1,134 @@
+"""Prometheus metrics of the pipeline.
+
+Names share the ``heartbeat_`` prefix, use base units, counters end ``_total``
+and durations ``_seconds``. Labels are bounded: reasons and anomaly kinds are
+known in advance (and created at zero so their series exist from the start),
+partitions are few; a customer id is never a label.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+)
+
+from heartbeat import __version__
+from heartbeat.validation import Anomaly, Reason
+
+BATCH_SIZE_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 50000)
+DB_WRITE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+DEPENDENCIES = ("kafka", "postgres")
+
+
+def new_registry(*, process_collectors: bool = True) -> CollectorRegistry:
+    """A registry for one process; tests build their own without process collectors."""
+    registry = CollectorRegistry(auto_describe=True)
+    if process_collectors:
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            registry.register(collector)
+    return registry
+
+
+class _Common:
+    def __init__(self, registry: CollectorRegistry, component: str) -> None:
+        Info(
+            "heartbeat_build", "Version of the running heartbeat process.", registry=registry
+        ).info({"version": __version__, "component": component})
+        self.dependency_up = Gauge(
+            "heartbeat_dependency_up",
+            "1 while the process can reach the dependency, 0 while it retries.",
+            ["dependency"],
+            registry=registry,
+        )
+        self.retries = Counter(
+            "heartbeat_dependency_retries_total",
+            "Retries after a dependency failed (each waits with capped exponential backoff).",
+            ["dependency"],
+            registry=registry,
+        )
+        for dependency in DEPENDENCIES:
+            self.retries.labels(dependency)
+
+
+class ProducerMetrics(_Common):
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry, "producer")
+        self.produced = Counter(
+            "heartbeat_produced_total",
+            "Readings the broker acknowledged.",
+            registry=registry,
+        )
+        self.produce_errors = Counter(
+            "heartbeat_produce_errors_total",
+            "Readings the broker did not acknowledge (delivery failed).",
+            registry=registry,
+        )
+
+
+class ConsumerMetrics(_Common):
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry, "consumer")
+        self.consumed = Counter(
+            "heartbeat_consumed_total", "Messages read from Kafka.", registry=registry
+        )
+        self.stored = Counter(
+            "heartbeat_stored_total", "Readings newly stored in PostgreSQL.", registry=registry
+        )
+        self.duplicates = Counter(
+            "heartbeat_duplicates_total",
+            "Valid readings skipped because the same customer and timestamp was already stored.",
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "heartbeat_rejected_total",
+            "Messages sent to the dead-letter topic, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.anomalies = Counter(
+            "heartbeat_anomalies_total",
+            "Stored readings flagged as anomalies, by kind.",
+            ["kind"],
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "heartbeat_batch_size",
+            "Messages per written batch.",
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=registry,
+        )
+        self.db_write_seconds = Histogram(
+            "heartbeat_db_write_seconds",
+            "Time to write one batch and its offsets to PostgreSQL.",
+            buckets=DB_WRITE_BUCKETS,
+            registry=registry,
+        )
+        self.event_to_stored_seconds = Histogram(
+            "heartbeat_event_to_stored_seconds",
+            "From a reading's timestamp to its commit in PostgreSQL.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.consumer_lag = Gauge(
+            "heartbeat_consumer_lag",
+            "Messages in the partition not yet stored by this consumer.",
+            ["topic", "partition"],
+            registry=registry,
+        )
+        self.assigned_partitions = Gauge(
+            "heartbeat_assigned_partitions",
+            "Partitions assigned to this consumer.",
+            registry=registry,
+        )
+        for reason in Reason:
+            self.rejected.labels(reason.value)
+        for kind in Anomaly:
+            self.anomalies.labels(kind.value)

@@ -1,0 +1,210 @@
+"""Settings for every heartbeat process, read from the environment and ``.env``.
+
+One frozen ``Settings`` object is built at the entry point and passed down.
+Each field's environment variable is its name in upper case; each field's
+description is the documentation (the README table and ``.env.example`` are
+generated from it and a test keeps them in sync).
+
+PostgreSQL: when ``DATABASE_URL`` is empty, libpq's own ``PG*`` variables
+(``PGHOST``, ``PGPORT``, ``PGUSER``, ``PGPASSWORD``, ``PGDATABASE``...) decide
+where to connect, exactly as for ``psql``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from heartbeat.errors import SettingsError
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class Settings(BaseSettings):
+    """Every setting of the pipeline; see the README for the table."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        case_sensitive=False,
+        env_ignore_empty=True,
+    )
+
+    # --- Kafka -----------------------------------------------------------------
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092", min_length=1, description="Kafka bootstrap servers, comma separated."
+    )
+    kafka_topic: str = Field("heartbeats", min_length=1, description="Topic readings go to.")
+    kafka_dlq_topic: str = Field(
+        "heartbeats.dlq",
+        min_length=1,
+        description="Dead-letter topic for rejected messages (original bytes, `reason` header).",
+    )
+    kafka_topic_partitions: int = Field(
+        6, ge=1, le=10_000, description="Partitions of each topic when the consumer creates it."
+    )
+    kafka_replication_factor: int = Field(
+        1, ge=1, le=32, description="Replication factor of each topic when the consumer creates it."
+    )
+    kafka_consumer_group: str = Field(
+        "heartbeat-consumer", min_length=1, description="Consumer group of the consumers."
+    )
+    kafka_auto_offset_reset: Literal["earliest", "latest"] = Field(
+        "earliest",
+        description="Where a partition with no stored offset starts: earliest or latest.",
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security protocol."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism, for SASL_* protocols."
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user name.")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password.")
+    kafka_ssl_ca_location: Path | None = Field(
+        None, description="CA certificate (PEM) to verify the brokers, for SSL protocols."
+    )
+    kafka_ssl_certificate_location: Path | None = Field(
+        None, description="Client certificate (PEM) for mutual TLS."
+    )
+    kafka_ssl_key_location: Path | None = Field(
+        None, description="Client private key (PEM) for mutual TLS."
+    )
+    kafka_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
+        "zstd", description="Compression of produced messages."
+    )
+
+    # --- PostgreSQL ------------------------------------------------------------
+    database_url: SecretStr = Field(
+        SecretStr(""),
+        description="libpq connection string or URI; empty uses libpq's PG* variables.",
+    )
+    database_pool_size: int = Field(
+        2, ge=1, le=100, description="Most PostgreSQL connections one process holds."
+    )
+    database_connect_timeout_seconds: float = Field(
+        5.0, gt=0, le=300, description="Timeout of one PostgreSQL connection attempt."
+    )
+    migrations_dir: Path | None = Field(
+        None, description="Folder of SQL migrations; empty uses the ones shipped with the package."
+    )
+
+    # --- Consumer --------------------------------------------------------------
+    consumer_batch_max_messages: int = Field(
+        5000, ge=1, le=1_000_000, description="Most messages written in one transaction."
+    )
+    consumer_batch_max_wait_seconds: float = Field(
+        0.5, gt=0, le=60, description="Longest a batch waits to fill before it is written."
+    )
+    consumer_max_future_skew_seconds: float = Field(
+        300.0, ge=0, description="Readings stamped further in the future than this are rejected."
+    )
+
+    # --- Producer --------------------------------------------------------------
+    producer_customers: int = Field(
+        100, ge=1, le=10_000_000, description="How many customers the producer simulates."
+    )
+    producer_first_customer: int = Field(
+        1, ge=1, description="First customer id; replicas simulate disjoint ranges."
+    )
+    producer_rate: float = Field(
+        100.0, ge=0, description="Messages per second; 0 sends as fast as the broker takes them."
+    )
+    producer_count: int | None = Field(
+        None, ge=0, description="Stop after this many messages; empty runs until stopped."
+    )
+    producer_seed: int | None = Field(
+        None, description="Seed of the generator; the same seed gives the same readings."
+    )
+    producer_spike_probability: float = Field(
+        0.04, ge=0, le=1, description="Chance that a reading carries a +-40 bpm spike."
+    )
+
+    # --- Retries ---------------------------------------------------------------
+    retry_initial_seconds: float = Field(
+        0.5, gt=0, le=60, description="First delay before retrying an unreachable service."
+    )
+    retry_max_seconds: float = Field(
+        30.0, gt=0, le=3600, description="Longest delay between retries (capped exponential)."
+    )
+
+    # --- Metrics and health ----------------------------------------------------
+    metrics_host: str = Field(
+        "0.0.0.0", description="Address the /metrics, /healthz and /readyz server binds."
+    )
+    metrics_port: int = Field(
+        8000, ge=0, le=65535, description="Port of that server; 0 picks a free one."
+    )
+    liveness_timeout_seconds: float = Field(
+        120.0, gt=0, description="/healthz fails when the main loop has not turned for this long."
+    )
+
+    # --- Logging ---------------------------------------------------------------
+    log_level: LogLevel = Field("INFO", description="Log level.")
+    log_format: Literal["text", "json"] = Field("text", description="Log format: text or json.")
+    log_file: Path | None = Field(
+        None, description="Also log to this file, rotated by size; empty logs to stderr only."
+    )
+    log_file_max_bytes: int = Field(
+        10 * 1024 * 1024, ge=1024, description="Size at which the log file is rotated."
+    )
+    log_file_backup_count: int = Field(5, ge=0, description="Rotated log files kept.")
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> Settings:
+        if self.retry_max_seconds < self.retry_initial_seconds:
+            raise ValueError("RETRY_MAX_SECONDS must be at least RETRY_INITIAL_SECONDS")
+        if self.kafka_security_protocol.startswith("SASL_") and not self.kafka_sasl_mechanism:
+            raise ValueError("KAFKA_SASL_MECHANISM is required with a SASL_* protocol")
+        return self
+
+    @classmethod
+    def env_name(cls, field: str) -> str:
+        """The environment variable that sets ``field``."""
+        return field.upper()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings, raising ``SettingsError`` that names every bad field.
+
+    ``overrides`` (from command-line options) win over the environment; ``None``
+    values are ignored so an option left unset does not hide the environment.
+    """
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc)) from exc
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    lines = ["invalid settings:"]
+    for error in exc.errors(include_url=False):
+        location = ".".join(str(part) for part in error["loc"])
+        name = Settings.env_name(location) if location else "settings"
+        given = error.get("input")
+        shown = (
+            ""
+            if location.endswith(("password", "url")) or isinstance(given, dict)
+            else (f" (got {given!r})")
+        )
+        message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"  {name}: {message}{shown}")
+    return "\n".join(lines)
+
+
+def documented_fields() -> list[tuple[str, str, str]]:
+    """(environment variable, default, description) of every setting, in order."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        if isinstance(default, SecretStr):
+            default = default.get_secret_value()
+        shown = "" if default is None else str(default)
+        rows.append((Settings.env_name(name), shown, field.description or ""))
+    return rows

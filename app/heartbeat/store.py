@@ -1,0 +1,191 @@
+"""Everything that talks to PostgreSQL; the only module that imports psycopg.
+
+``Store.write_batch`` is the heart of exactly-once delivery: the batch's rows
+are binary-COPYed into a per-connection staging table, moved into
+``heartbeats`` with ``INSERT ... ON CONFLICT DO NOTHING`` (so duplicates,
+within the batch or from any earlier delivery, are skipped), and the consumed
+offsets are upserted into ``consumer_offsets``, all in one transaction.
+Offsets only move forward, so a late write from a consumer that lost its
+partitions can never rewind the position another consumer already stored.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from heartbeat.errors import DatabaseUnavailable, FatalError
+from heartbeat.kafka import Partition
+from heartbeat.validation import Anomaly, Reading
+
+logger = logging.getLogger(__name__)
+
+STAGING_DDL = """
+CREATE TEMPORARY TABLE IF NOT EXISTS heartbeats_staging (
+    customer_id bigint NOT NULL,
+    ts timestamptz NOT NULL,
+    heart_rate smallint NOT NULL,
+    anomaly text
+) ON COMMIT DELETE ROWS
+"""
+COPY_STAGING = (
+    "COPY heartbeats_staging (customer_id, ts, heart_rate, anomaly) FROM STDIN (FORMAT BINARY)"
+)
+MOVE_STAGED = """
+INSERT INTO heartbeats (customer_id, ts, heart_rate, anomaly)
+SELECT customer_id, ts, heart_rate, anomaly FROM heartbeats_staging
+ON CONFLICT (customer_id, ts) DO NOTHING
+RETURNING ts, anomaly
+"""
+UPSERT_OFFSETS = """
+INSERT INTO consumer_offsets AS o (consumer_group, topic, partition, next_offset)
+SELECT %(group)s, t, p, n
+FROM unnest(%(topics)s::text[], %(partitions)s::int[], %(offsets)s::bigint[]) AS u(t, p, n)
+ON CONFLICT (consumer_group, topic, partition) DO UPDATE
+    SET next_offset = EXCLUDED.next_offset, updated_at = now()
+    WHERE o.next_offset < EXCLUDED.next_offset
+"""
+SELECT_OFFSETS = """
+SELECT topic, partition, next_offset FROM consumer_offsets
+WHERE consumer_group = %(group)s AND topic = ANY(%(topics)s::text[])
+"""
+INSERT_ONE = """
+INSERT INTO heartbeats (customer_id, ts, heart_rate, anomaly) VALUES (%s, %s, %s, %s)
+ON CONFLICT (customer_id, ts) DO NOTHING
+"""
+
+# Errors that mean "the server or the connection is gone", worth retrying.
+_TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRow:
+    ts: datetime
+    anomaly: Anomaly | None
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    stored: list[StoredRow]
+    duplicates: int
+
+
+def connect(
+    conninfo: str, *, autocommit: bool = False, connect_timeout: float = 5.0
+) -> psycopg.Connection[Any]:
+    """One plain connection (migrations, admin commands); libpq's PG* variables fill the gaps."""
+    try:
+        return psycopg.connect(
+            conninfo, autocommit=autocommit, connect_timeout=max(1, round(connect_timeout))
+        )
+    except _TRANSIENT as exc:
+        raise DatabaseUnavailable(_describe(exc)) from exc
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+class Store:
+    """A small connection pool and the pipeline's reads and writes."""
+
+    def __init__(self, conninfo: str, *, max_size: int = 2, connect_timeout: float = 5.0) -> None:
+        self._pool = ConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=max(1, max_size),
+            kwargs={"connect_timeout": max(1, round(connect_timeout))},
+            configure=self._configure,
+            check=ConnectionPool.check_connection,
+            timeout=connect_timeout,
+            open=False,
+            name="heartbeat",
+        )
+
+    @staticmethod
+    def _configure(conn: psycopg.Connection[Any]) -> None:
+        conn.execute(STAGING_DDL)
+        conn.commit()
+
+    def open(self) -> None:
+        self._pool.open(wait=False)
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __enter__(self) -> Store:
+        self.open()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[psycopg.Connection[Any]]:
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                yield conn
+        except _TRANSIENT as exc:
+            raise DatabaseUnavailable(_describe(exc)) from exc
+        except psycopg.errors.UndefinedTable as exc:
+            raise FatalError(f"{_describe(exc)}; run `heartbeat migrate` first") from exc
+
+    def ping(self) -> None:
+        with self._transaction() as conn:
+            conn.execute("SELECT 1")
+
+    def load_offsets(self, group: str, topics: Sequence[str]) -> dict[Partition, int]:
+        with self._transaction() as conn:
+            rows = conn.execute(SELECT_OFFSETS, {"group": group, "topics": list(topics)}).fetchall()
+        return {Partition(topic, partition): offset for topic, partition, offset in rows}
+
+    def write_batch(
+        self, group: str, readings: Sequence[Reading], offsets: Mapping[Partition, int]
+    ) -> WriteResult:
+        """Store readings (skipping duplicates) and advance offsets in one transaction."""
+        with self._transaction() as conn, conn.cursor() as cur:
+            stored: list[StoredRow] = []
+            if readings:
+                with cur.copy(COPY_STAGING) as copy:
+                    copy.set_types(["int8", "timestamptz", "int2", "text"])
+                    for r in readings:
+                        copy.write_row((r.customer_id, r.ts, r.heart_rate, r.anomaly))
+                cur.execute(MOVE_STAGED)
+                stored = [StoredRow(ts, Anomaly(a) if a else None) for ts, a in cur.fetchall()]
+            if offsets:
+                items = sorted(offsets.items())
+                cur.execute(
+                    UPSERT_OFFSETS,
+                    {
+                        "group": group,
+                        "topics": [p.topic for p, _ in items],
+                        "partitions": [p.partition for p, _ in items],
+                        "offsets": [o for _, o in items],
+                    },
+                )
+        return WriteResult(stored=stored, duplicates=len(readings) - len(stored))
+
+    def write_one(self, reading: Reading) -> bool:
+        """Store one reading in its own transaction (the slow baseline the benchmark compares)."""
+        with self._transaction() as conn:
+            cur = conn.execute(
+                INSERT_ONE, (reading.customer_id, reading.ts, reading.heart_rate, reading.anomaly)
+            )
+            return cur.rowcount == 1
+
+    def query(
+        self, statement: str, params: Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """Rows of a read-only query, as dicts (for `heartbeat stats` and dashboards' checks)."""
+        with self._transaction() as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(statement, params)
+            return cur.fetchall()

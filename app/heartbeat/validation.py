@@ -1,0 +1,144 @@
+"""Decide what a consumed message is: a reading to store, or a rejection with a reason.
+
+Pure functions only; the consumer does the I/O. The rules:
+
+* rejected: payload not UTF-8, not JSON, not a JSON object; a field missing or of
+  the wrong type; ``customer_id`` < 1; ``heart_rate`` outside 30-220; a timestamp
+  that does not parse, has no timezone, or lies further in the future than allowed.
+* stored and flagged: ``heart_rate`` below 45 (``low``) or above 180 (``high``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+VALID_MIN_BPM = 30
+VALID_MAX_BPM = 220
+LOW_BPM = 45
+HIGH_BPM = 180
+MAX_CUSTOMER_ID = 2**63 - 1  # PostgreSQL bigint
+FIELDS = ("customer_id", "timestamp", "heart_rate")
+
+
+class Reason(StrEnum):
+    """Why a message was rejected; the dead-letter ``reason`` header and metric label."""
+
+    EMPTY_PAYLOAD = "empty_payload"
+    INVALID_UTF8 = "invalid_utf8"
+    INVALID_JSON = "invalid_json"
+    NOT_AN_OBJECT = "not_an_object"
+    MISSING_FIELD = "missing_field"
+    INVALID_TYPE = "invalid_type"
+    INVALID_CUSTOMER_ID = "invalid_customer_id"
+    HEART_RATE_OUT_OF_RANGE = "heart_rate_out_of_range"
+    INVALID_TIMESTAMP = "invalid_timestamp"
+    TIMESTAMP_WITHOUT_TIMEZONE = "timestamp_without_timezone"
+    TIMESTAMP_IN_FUTURE = "timestamp_in_future"
+
+
+class Anomaly(StrEnum):
+    """A stored reading outside the normal band."""
+
+    LOW = "low"
+    HIGH = "high"
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    customer_id: int
+    ts: datetime
+    heart_rate: int
+    anomaly: Anomaly | None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    reason: Reason
+    detail: str
+
+
+def classify(heart_rate: int) -> Anomaly | None:
+    """The anomaly flag of a valid heart rate."""
+    if heart_rate < LOW_BPM:
+        return Anomaly.LOW
+    if heart_rate > HIGH_BPM:
+        return Anomaly.HIGH
+    return None
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def validate(
+    payload: bytes | None, *, now: datetime, max_future_skew: timedelta
+) -> Reading | Rejection:
+    """Turn one message value into a ``Reading`` or a ``Rejection``."""
+    if not payload:
+        return Rejection(Reason.EMPTY_PAYLOAD, "message has no value")
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Rejection(Reason.INVALID_UTF8, f"byte {exc.start} is not UTF-8")
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        return Rejection(Reason.INVALID_JSON, str(exc))
+    if not isinstance(document, dict):
+        return Rejection(Reason.NOT_AN_OBJECT, f"payload is a JSON {type(document).__name__}")
+
+    missing = [name for name in FIELDS if name not in document]
+    if missing:
+        return Rejection(Reason.MISSING_FIELD, "missing " + ", ".join(missing))
+
+    customer_id = document["customer_id"]
+    heart_rate = document["heart_rate"]
+    timestamp = document["timestamp"]
+    if not _is_int(customer_id):
+        return Rejection(
+            Reason.INVALID_TYPE, f"customer_id must be an integer, got {_kind(customer_id)}"
+        )
+    if not _is_int(heart_rate):
+        return Rejection(
+            Reason.INVALID_TYPE, f"heart_rate must be an integer, got {_kind(heart_rate)}"
+        )
+    if not isinstance(timestamp, str):
+        return Rejection(Reason.INVALID_TYPE, f"timestamp must be a string, got {_kind(timestamp)}")
+
+    if not 1 <= customer_id <= MAX_CUSTOMER_ID:
+        return Rejection(
+            Reason.INVALID_CUSTOMER_ID, f"customer_id {customer_id} is not in 1..2^63-1"
+        )
+    if not VALID_MIN_BPM <= heart_rate <= VALID_MAX_BPM:
+        return Rejection(
+            Reason.HEART_RATE_OUT_OF_RANGE,
+            f"heart_rate {heart_rate} is outside {VALID_MIN_BPM}-{VALID_MAX_BPM}",
+        )
+
+    try:
+        ts = datetime.fromisoformat(timestamp)
+    except ValueError:
+        return Rejection(Reason.INVALID_TIMESTAMP, f"timestamp {timestamp[:64]!r} is not ISO-8601")
+    if ts.tzinfo is None or ts.utcoffset() is None:
+        return Rejection(
+            Reason.TIMESTAMP_WITHOUT_TIMEZONE, f"timestamp {timestamp[:64]!r} has no timezone"
+        )
+    ts = ts.astimezone(UTC)
+    if ts > now + max_future_skew:
+        return Rejection(
+            Reason.TIMESTAMP_IN_FUTURE,
+            f"timestamp {ts.isoformat()} is more than {max_future_skew.total_seconds():g}s ahead",
+        )
+
+    return Reading(customer_id, ts, heart_rate, classify(heart_rate))
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    return {bool: "boolean", float: "number", str: "string", list: "array", dict: "object"}.get(
+        type(value), type(value).__name__
+    )
