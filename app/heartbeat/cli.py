@@ -184,9 +184,13 @@ def _consume(settings: Settings, _: argparse.Namespace) -> int:
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     from heartbeat.migrations import Migrator
 
-    migrator = Migrator(
+    with Migrator(
         _conninfo(settings), settings.migrations_dir, settings.database_connect_timeout_seconds
-    )
+    ) as migrator:
+        return _run_migrations(migrator, args)
+
+
+def _run_migrations(migrator: Any, args: argparse.Namespace) -> int:
     if args.action == "status":
         for m in migrator.status():
             down = "" if m.reversible else "  (no rollback step)"

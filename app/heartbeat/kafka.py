@@ -31,6 +31,7 @@ from heartbeat.errors import FatalError, KafkaUnavailable
 from heartbeat.settings import Settings
 
 logger = logging.getLogger(__name__)
+librdkafka_logger = logging.getLogger("heartbeat.librdkafka")
 
 Headers = list[tuple[str, bytes]]
 
@@ -80,6 +81,10 @@ def client_config(settings: Settings) -> dict[str, Any]:
     config: dict[str, Any] = {
         "bootstrap.servers": settings.kafka_bootstrap_servers,
         "security.protocol": settings.kafka_security_protocol,
+        # librdkafka's own log lines go through Python logging (and its format).
+        "logger": librdkafka_logger,
+        "reconnect.backoff.ms": 250,
+        "reconnect.backoff.max.ms": 10_000,
     }
     if settings.kafka_sasl_mechanism:
         config["sasl.mechanism"] = settings.kafka_sasl_mechanism
@@ -111,7 +116,7 @@ def _error_callback(on_unreachable: Callable[[str], None] | None) -> Callable[[K
     return callback
 
 
-def ensure_topics(settings: Settings, names: Iterable[str], timeout: float = 30.0) -> None:
+def ensure_topics(settings: Settings, names: Iterable[str], timeout: float = 10.0) -> None:
     """Create the topics if missing; raise ``KafkaUnavailable`` if Kafka does not answer."""
     admin = AdminClient(client_config(settings))
     wanted = [

@@ -61,6 +61,15 @@ class Migrator:
         self._backend.init_database()
         self._migrations = read_migrations(str(self.directory))
 
+    def close(self) -> None:
+        self._backend.connection.close()
+
+    def __enter__(self) -> Migrator:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
     def status(self) -> list[MigrationStatus]:
         return [
             MigrationStatus(m.id, self._backend.is_applied(m), _has_down(m))

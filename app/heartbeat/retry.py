@@ -10,7 +10,13 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential_jitter
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    wait_exponential,
+    wait_random,
+)
 
 from heartbeat.errors import TransientError
 
@@ -37,7 +43,7 @@ def retry_transient(
 
     retrying = Retrying(
         retry=retry_if_exception_type(TransientError),
-        wait=wait_exponential_jitter(initial=initial, max=maximum, jitter=initial),
+        wait=wait_exponential(multiplier=initial, max=maximum) + wait_random(0, initial),
         stop=lambda _: stopping.is_set(),
         sleep=sleep or (lambda seconds: _wait(stopping, seconds)),
         before_sleep=before_sleep,

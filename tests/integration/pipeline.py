@@ -1,0 +1,238 @@
+"""Helpers for the pipeline's integration tests: settings per test, producing, waiting, querying."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from heartbeat.consumer import ConsumerApp
+from heartbeat.generator import GeneratedReading, ReadingGenerator
+from heartbeat.kafka import DeliveryReport, KafkaProducer
+from heartbeat.metrics import ConsumerMetrics, new_registry
+from heartbeat.server import Health
+from heartbeat.settings import Settings
+from heartbeat.store import Store
+from heartbeat.validation import VALID_MAX_BPM, VALID_MIN_BPM
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+@dataclass
+class Pipeline:
+    """One test's world: its own topics, consumer group and database."""
+
+    settings: Settings
+    conninfo: str
+    env: dict[str, str]
+
+    def with_settings(self, **changes: Any) -> Settings:
+        return self.settings.model_copy(update=changes)
+
+    # --- producing -------------------------------------------------------------
+
+    def produce(
+        self, messages: Iterable[tuple[bytes | None, bytes | None]], topic: str | None = None
+    ) -> int:
+        failures: list[str] = []
+
+        def delivered(report: DeliveryReport) -> None:
+            if report.error:
+                failures.append(report.error)
+
+        producer = KafkaProducer(self.settings, on_delivery=delivered)
+        count = 0
+        for key, value in messages:
+            producer.produce(topic or self.settings.kafka_topic, key, value)
+            count += 1
+        assert producer.flush(30) == 0
+        assert not failures, f"{len(failures)} deliveries failed, first: {failures[0]}"
+        return count
+
+    def produce_readings(self, readings: Iterable[GeneratedReading]) -> int:
+        return self.produce((r.key(), r.to_json()) for r in readings)
+
+    # --- the database ----------------------------------------------------------
+
+    def sql(self, statement: str, params: Any = None) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.conninfo, autocommit=True) as conn:
+            cursor = conn.execute(statement, params)
+            return cursor.fetchall() if cursor.description else []
+
+    def row_count(self) -> int:
+        return self.sql("SELECT count(*) FROM heartbeats")[0][0]
+
+    def stored_keys(self) -> set[tuple[int, datetime]]:
+        return {(c, ts) for c, ts in self.sql("SELECT customer_id, ts FROM heartbeats")}
+
+    def stored_offsets(self) -> dict[int, int]:
+        rows = self.sql(
+            "SELECT partition, next_offset FROM consumer_offsets"
+            " WHERE consumer_group = %s AND topic = %s",
+            (self.settings.kafka_consumer_group, self.settings.kafka_topic),
+        )
+        return dict(rows)
+
+    def kafka_committed_offsets(self) -> dict[int, int]:
+        """The group's offsets as Kafka has them (what lag tools read)."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        topic = self.settings.kafka_topic
+        reader = Consumer(
+            {
+                "bootstrap.servers": self.settings.kafka_bootstrap_servers,
+                "group.id": self.settings.kafka_consumer_group,
+            }
+        )
+        try:
+            partitions = reader.list_topics(topic, timeout=10).topics[topic].partitions
+            committed = reader.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        finally:
+            reader.close()
+        return {tp.partition: tp.offset for tp in committed if tp.offset >= 0}
+
+    @staticmethod
+    def free_port() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+
+    # --- running the consumer --------------------------------------------------
+
+    def start_consumer(self, **changes: Any) -> RunningConsumer:
+        settings = self.with_settings(**changes)
+        registry = new_registry(process_collectors=False)
+        store = Store(self.conninfo, max_size=2, connect_timeout=2)
+        store.open()
+        app = ConsumerApp(
+            settings,
+            store=store,
+            metrics=ConsumerMetrics(registry),
+            health=Health(("kafka", "postgres"), 60),
+        )
+        running = RunningConsumer(app, store, registry)
+        running.thread.start()
+        return running
+
+    def spawn(
+        self, *args: str, env: dict[str, str] | None = None, log: Path | None = None
+    ) -> subprocess.Popen[bytes]:
+        """`heartbeat ARGS` as a child process with this pipeline's settings."""
+        full_env = os.environ | self.env | (env or {})
+        command = [sys.executable, "-m", "heartbeat", *args]
+        if log is None:
+            return subprocess.Popen(
+                command,
+                env=full_env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                cwd=ROOT,
+            )
+        with open(log, "ab") as out:  # the child keeps its own copy of the descriptor
+            return subprocess.Popen(command, env=full_env, stdout=out, stderr=out, cwd=ROOT)
+
+
+@dataclass
+class RunningConsumer:
+    app: ConsumerApp
+    store: Store
+    registry: Any
+    exit_code: list[int] = field(default_factory=list)
+    error: list[BaseException] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.exit_code.append(self.app.run())
+        except BaseException as exc:  # surfaced by stop()
+            self.error.append(exc)
+
+    def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
+        if self.error:
+            raise AssertionError("the consumer crashed") from self.error[0]
+        return self.registry.get_sample_value(name, labels or {}) or 0.0
+
+    def stop(self, timeout: float = 60) -> int:
+        self.app.request_stop()
+        self.thread.join(timeout)
+        self.store.close()
+        assert not self.thread.is_alive(), "consumer did not stop"
+        if self.error:
+            raise self.error[0]
+        return self.exit_code[0]
+
+
+def fixed_readings(
+    customers: int, rounds: int, seed: int, start: datetime | None = None
+) -> list[GeneratedReading]:
+    """Readings with reproducible, distinct timestamps ending about now."""
+    start = start or datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    generator = ReadingGenerator(customers=customers, seed=seed)
+    stream = generator.rounds(start=start, step=timedelta(seconds=1))
+    return [next(stream) for _ in range(customers * rounds)]
+
+
+def valid_keys(readings: Iterable[GeneratedReading]) -> set[tuple[int, datetime]]:
+    return {
+        (r.customer_id, r.timestamp)
+        for r in readings
+        if VALID_MIN_BPM <= r.heart_rate <= VALID_MAX_BPM
+    }
+
+
+def http_get(port: int, path: str) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=3) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return 0
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3) as response:
+        return response.read().decode()
+
+
+def sample(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{}"):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def terminate(process: subprocess.Popen[bytes], timeout: float = 60) -> int:
+    process.send_signal(signal.SIGTERM)
+    return process.wait(timeout)

@@ -1,0 +1,101 @@
+"""The validation table: what is stored, flagged or dead-lettered, and why."""
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from heartbeat.validation import Anomaly, Reading, Reason, Rejection, classify, validate
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+SKEW = timedelta(minutes=5)
+
+
+def payload(**fields: object) -> bytes:
+    reading = {"customer_id": 7, "timestamp": "2026-01-01T11:59:00+00:00", "heart_rate": 72}
+    reading.update(fields)
+    return json.dumps({k: v for k, v in reading.items() if v is not ...}).encode()
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (None, Reason.EMPTY_PAYLOAD),
+        (b"", Reason.EMPTY_PAYLOAD),
+        (b"\xff\xfe{}", Reason.INVALID_UTF8),
+        (b"{not json", Reason.INVALID_JSON),
+        (b"NaN", Reason.NOT_AN_OBJECT),
+        (b"[1, 2]", Reason.NOT_AN_OBJECT),
+        (b'"text"', Reason.NOT_AN_OBJECT),
+        (payload(customer_id=...), Reason.MISSING_FIELD),
+        (payload(heart_rate=...), Reason.MISSING_FIELD),
+        (payload(timestamp=...), Reason.MISSING_FIELD),
+        (payload(customer_id="7"), Reason.INVALID_TYPE),
+        (payload(customer_id=7.0), Reason.INVALID_TYPE),
+        (payload(customer_id=True), Reason.INVALID_TYPE),
+        (payload(heart_rate="72"), Reason.INVALID_TYPE),
+        (payload(heart_rate=72.5), Reason.INVALID_TYPE),
+        (payload(heart_rate=None), Reason.INVALID_TYPE),
+        (payload(timestamp=1767268800), Reason.INVALID_TYPE),
+        (payload(customer_id=0), Reason.INVALID_CUSTOMER_ID),
+        (payload(customer_id=-3), Reason.INVALID_CUSTOMER_ID),
+        (payload(customer_id=2**63), Reason.INVALID_CUSTOMER_ID),
+        (payload(heart_rate=29), Reason.HEART_RATE_OUT_OF_RANGE),
+        (payload(heart_rate=221), Reason.HEART_RATE_OUT_OF_RANGE),
+        (payload(heart_rate=0), Reason.HEART_RATE_OUT_OF_RANGE),
+        (payload(timestamp="yesterday"), Reason.INVALID_TIMESTAMP),
+        (payload(timestamp="2026-13-01T00:00:00Z"), Reason.INVALID_TIMESTAMP),
+        (payload(timestamp="2026-01-01T11:59:00"), Reason.TIMESTAMP_WITHOUT_TIMEZONE),
+        (payload(timestamp="2026-01-01T12:05:01Z"), Reason.TIMESTAMP_IN_FUTURE),
+        (payload(timestamp="2026-01-01T14:00:00+01:00"), Reason.TIMESTAMP_IN_FUTURE),
+    ],
+)
+def test_malformed_or_out_of_range_message_is_rejected_with_its_reason(raw, reason):
+    verdict = validate(raw, now=NOW, max_future_skew=SKEW)
+    assert isinstance(verdict, Rejection)
+    assert verdict.reason is reason
+    assert verdict.detail
+
+
+@pytest.mark.parametrize(
+    ("heart_rate", "anomaly"),
+    [
+        (30, Anomaly.LOW),
+        (44, Anomaly.LOW),
+        (45, None),
+        (72, None),
+        (180, None),
+        (181, Anomaly.HIGH),
+        (220, Anomaly.HIGH),
+    ],
+)
+def test_valid_heart_rate_is_stored_and_flagged_outside_45_to_180(heart_rate, anomaly):
+    verdict = validate(payload(heart_rate=heart_rate), now=NOW, max_future_skew=SKEW)
+    assert verdict == Reading(7, datetime(2026, 1, 1, 11, 59, tzinfo=UTC), heart_rate, anomaly)
+    assert classify(heart_rate) is anomaly
+
+
+def test_timestamp_in_another_zone_is_converted_to_utc():
+    verdict = validate(
+        payload(timestamp="2026-01-01T13:30:00+02:00"), now=NOW, max_future_skew=SKEW
+    )
+    assert isinstance(verdict, Reading)
+    assert verdict.ts == datetime(2026, 1, 1, 11, 30, tzinfo=UTC)
+    assert verdict.ts.utcoffset() == timedelta(0)
+
+
+def test_z_suffix_and_timestamp_within_the_allowed_skew_are_accepted():
+    verdict = validate(payload(timestamp="2026-01-01T12:04:59Z"), now=NOW, max_future_skew=SKEW)
+    assert isinstance(verdict, Reading)
+
+
+def test_extra_fields_are_ignored():
+    verdict = validate(payload(device="watch-3"), now=NOW, max_future_skew=SKEW)
+    assert isinstance(verdict, Reading)
+
+
+def test_missing_field_detail_names_every_missing_field():
+    verdict = validate(b'{"heart_rate": 70}', now=NOW, max_future_skew=SKEW)
+    assert isinstance(verdict, Rejection)
+    assert "customer_id" in verdict.detail
+    assert "timestamp" in verdict.detail
