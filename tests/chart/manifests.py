@@ -1,0 +1,55 @@
+"""Small readers of rendered manifests, so the tests say what they check."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+Manifest = dict[str, Any]
+
+LONG_RUNNING_KINDS = {"Deployment", "StatefulSet", "DaemonSet"}
+POD_TEMPLATE_KINDS = LONG_RUNNING_KINDS | {"Job"}
+
+
+def of_kind(manifests: Iterable[Manifest], kind: str) -> list[Manifest]:
+    return [m for m in manifests if m["kind"] == kind]
+
+
+def named(manifests: Iterable[Manifest], kind: str, name: str) -> Manifest:
+    for m in manifests:
+        if m["kind"] == kind and m["metadata"]["name"] == name:
+            return m
+    raise LookupError(f"no {kind} {name} among {[ident(m) for m in manifests]}")
+
+
+def ident(manifest: Manifest) -> str:
+    return f"{manifest['kind']}/{manifest['metadata']['name']}"
+
+
+def pod_spec(manifest: Manifest) -> dict[str, Any]:
+    if manifest["kind"] == "Pod":
+        return dict(manifest["spec"])
+    return dict(manifest["spec"]["template"]["spec"])
+
+
+def pods(manifests: Iterable[Manifest]) -> Iterator[tuple[Manifest, dict[str, Any]]]:
+    """(manifest, pod spec) of everything that runs a pod: workloads, Jobs, test Pods."""
+    for m in manifests:
+        if m["kind"] in POD_TEMPLATE_KINDS or m["kind"] == "Pod":
+            yield m, pod_spec(m)
+
+
+def long_running(manifests: Iterable[Manifest]) -> list[Manifest]:
+    return [m for m in manifests if m["kind"] in LONG_RUNNING_KINDS]
+
+
+def env_of(container: dict[str, Any]) -> dict[str, Any]:
+    """name -> value, or name -> the valueFrom mapping."""
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
+
+
+def container(manifest: Manifest, name: str) -> dict[str, Any]:
+    for c in pod_spec(manifest)["containers"]:
+        if c["name"] == name:
+            return dict(c)
+    raise LookupError(f"{ident(manifest)} has no container {name}")
