@@ -6,6 +6,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STACK_DIR := .stack
+PRODUCER_METRICS_PORT ?= 8001
+CONSUMER_METRICS_PORT ?= 8002
+PYTEST_ARGS ?=
 
 .PHONY: help
 help: ## List the targets
@@ -21,13 +24,72 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed ## Create .venv and install the project with test and lint tools
 
 .PHONY: system-deps
-system-deps: ## Install the OS packages the local stack needs (Java, Maven, PostgreSQL)
+system-deps: ## Install the OS packages the local stack needs (Java, Maven, PostgreSQL, Prometheus)
 	./.ci/system-deps
 
 .PHONY: stack
-stack: install ## Start local Kafka (KRaft) and PostgreSQL in the background; settings in .stack/env
+stack: install system-deps ## Start local Kafka (KRaft) and PostgreSQL in the background; settings in .stack/env
 	$(PY) -m localstack up --dir $(STACK_DIR)
 
 .PHONY: stack-down
 stack-down: ## Stop the local Kafka and PostgreSQL
 	@if [ -x $(PY) ]; then $(PY) -m localstack down --dir $(STACK_DIR); fi
+
+.PHONY: migrate
+migrate: stack ## Apply pending database migrations to the local PostgreSQL
+	set -a; . $(STACK_DIR)/env; set +a; $(VENV)/bin/heartbeat migrate
+
+.PHONY: dev
+dev: migrate ## Run the whole pipeline locally: stack, migrations, producer and consumer (Ctrl-C stops)
+	@set -a; . $(STACK_DIR)/env; set +a; \
+	trap 'kill -TERM $$producer $$consumer 2>/dev/null; wait $$producer $$consumer; echo; echo "stopped; the stack keeps running (make stack-down stops it)"' INT TERM; \
+	METRICS_PORT=$(CONSUMER_METRICS_PORT) $(VENV)/bin/heartbeat consume & consumer=$$!; \
+	METRICS_PORT=$(PRODUCER_METRICS_PORT) $(VENV)/bin/heartbeat produce & producer=$$!; \
+	echo ""; \
+	echo "  producer metrics  http://127.0.0.1:$(PRODUCER_METRICS_PORT)/metrics  (/healthz, /readyz)"; \
+	echo "  consumer metrics  http://127.0.0.1:$(CONSUMER_METRICS_PORT)/metrics  (/healthz, /readyz)"; \
+	echo "  Kafka             $$KAFKA_BOOTSTRAP_SERVERS  (make tail, make tail-dlq)"; \
+	echo "  PostgreSQL        psql -h $$PGHOST -p $$PGPORT -U $$PGUSER $$PGDATABASE  (make stats)"; \
+	echo "  Ctrl-C stops the producer and consumer"; \
+	echo ""; \
+	wait $$producer $$consumer
+
+.PHONY: stats
+stats: ## Row and anomaly counts and per-customer statistics from the local PostgreSQL
+	@set -a; . $(STACK_DIR)/env; set +a; $(VENV)/bin/heartbeat stats
+
+.PHONY: tail
+tail: ## Print readings arriving on the local Kafka topic
+	@set -a; . $(STACK_DIR)/env; set +a; $(VENV)/bin/heartbeat tail
+
+.PHONY: tail-dlq
+tail-dlq: ## Print the dead-letter topic from its beginning, with headers
+	@set -a; . $(STACK_DIR)/env; set +a; $(VENV)/bin/heartbeat tail --dlq --from-beginning --idle-timeout 5
+
+.PHONY: test
+test: install system-deps ## Install everything and run the whole test suite
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+.PHONY: test-unit
+test-unit: install ## Run the tests that need no services
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: install ## ruff, mypy and the import-layering contracts
+	$(VENV)/bin/ruff check app tests
+	$(VENV)/bin/ruff format --check app tests
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+.PHONY: bench
+bench: install system-deps ## Benchmark: end-to-end readings/s against a naive row-at-a-time writer
+	$(PY) -m tests.benchmarks.pipeline_throughput
+
+.PHONY: docs
+docs: install ## Regenerate .env.example and the README settings table from the settings
+	$(VENV)/bin/heartbeat settings --env-example > .env.example
+	$(PY) -c 'import re,subprocess,pathlib; p=pathlib.Path("README.md"); t=subprocess.run(["$(VENV)/bin/heartbeat","settings","--markdown"],capture_output=True,text=True,check=True).stdout; s=p.read_text(); p.write_text(re.sub(r"(<!-- settings:start -->\n).*?(<!-- settings:end -->)", lambda m: m.group(1)+t+m.group(2), s, flags=re.S))'
+
+.PHONY: clean
+clean: stack-down ## Stop the stack and remove .venv and .stack
+	rm -rf $(VENV) $(STACK_DIR)
