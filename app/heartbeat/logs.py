@@ -40,6 +40,7 @@ def configure(settings: Settings) -> None:
         handler.setFormatter(formatter)
         root.addHandler(handler)
     root.setLevel(settings.log_level)
-    # librdkafka and the pool are chatty at DEBUG; keep them at INFO unless asked.
+    # The pool logs every checkout and yoyo every step at INFO: keep them to warnings
+    # unless DEBUG is asked for (heartbeat's own lines say what matters).
     for name in ("psycopg.pool", "yoyo"):
-        logging.getLogger(name).setLevel(max(logging.INFO, root.level))
+        logging.getLogger(name).setLevel(logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING)
