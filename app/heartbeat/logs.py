@@ -42,5 +42,6 @@ def configure(settings: Settings) -> None:
     root.setLevel(settings.log_level)
     # The pool logs every checkout and yoyo every step at INFO: keep them to warnings
     # unless DEBUG is asked for (heartbeat's own lines say what matters).
+    quiet = logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING
     for name in ("psycopg.pool", "yoyo"):
-        logging.getLogger(name).setLevel(logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING)
+        logging.getLogger(name).setLevel(quiet)
