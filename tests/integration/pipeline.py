@@ -218,8 +218,12 @@ def http_get(port: int, path: str) -> int:
 
 
 def scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3) as response:
-        return response.read().decode()
+    """The process's /metrics text; empty while it does not answer (yet)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3) as response:
+            return response.read().decode()
+    except OSError:
+        return ""
 
 
 def sample(text: str, name: str) -> float:

@@ -203,44 +203,38 @@ def test_consumer_killed_with_sigkill_mid_stream_stores_every_valid_reading_exac
     assert pipeline.row_count() == len(expected)
 
 
-def test_two_consumers_in_one_group_split_the_partitions_with_nothing_lost_or_duplicated(
+def test_consumers_joining_and_leaving_mid_stream_hand_partitions_over_without_loss(
     pipeline, tmp_path
 ):
     readings = fixed_readings(customers=120, rounds=100, seed=15)  # 12,000 readings
     expected = valid_keys(readings)
+    third = len(readings) // 3
     ports = (pipeline.free_port(), pipeline.free_port())
-    consumers = [
-        pipeline.spawn(
-            "consume",
-            env={"METRICS_PORT": str(port), "CONSUMER_BATCH_MAX_MESSAGES": "200"},
-            log=tmp_path / f"consumer-{port}.log",
-        )
-        for port in ports
-    ]
+
+    def spawn(port: int):
+        env = {"METRICS_PORT": str(port), "CONSUMER_BATCH_MAX_MESSAGES": "200"}
+        return pipeline.spawn("consume", env=env, log=tmp_path / f"consumer-{port}.log")
+
+    def assigned(port: int) -> float:
+        return sample(scrape(port), "heartbeat_assigned_partitions")
+
+    consumers = [spawn(ports[0])]
     try:
-        wait_for(
-            lambda: all(http_get(port, "/readyz") == 200 for port in ports),
-            60,
-            "both consumers ready",
-        )
-        wait_for(
-            lambda: (
-                [sample(scrape(port), "heartbeat_assigned_partitions") for port in ports]
-                == [3.0, 3.0]
-            ),
-            60,
-            "six partitions split three and three",
-        )
-        half = len(readings) // 2
-        pipeline.produce_readings(readings[:half])
-        wait_for(lambda: pipeline.row_count() > 1000, 60, "storing under way")
-        # One member leaves mid-stream; the other takes over its partitions.
+        wait_for(lambda: http_get(ports[0], "/readyz") == 200, 60, "the first consumer ready")
+        wait_for(lambda: assigned(ports[0]) == 6.0, 60, "the first consumer owning all six")
+        pipeline.produce_readings(readings[:third])
+        wait_for(lambda: pipeline.row_count() > 500, 60, "storing under way")
+
+        # A second member joins mid-stream: the partitions are split three and three.
+        consumers.append(spawn(ports[1]))
+        pipeline.produce_readings(readings[third : 2 * third])
+        wait_for(lambda: [assigned(p) for p in ports] == [3.0, 3.0], 60, "the split")
+
+        # The first leaves mid-stream: the second takes everything over.
         assert terminate(consumers[0]) == 0
-        pipeline.produce_readings(readings[half:])
+        pipeline.produce_readings(readings[2 * third :])
+        wait_for(lambda: assigned(ports[1]) == 6.0, 60, "the takeover")
         wait_for(lambda: pipeline.row_count() >= len(expected), 90, "every valid reading stored")
-        wait_for(
-            lambda: sample(scrape(ports[1]), "heartbeat_assigned_partitions") == 6.0, 30, "takeover"
-        )
         wait_for(
             lambda: sum(pipeline.stored_offsets().values()) == len(readings),
             30,
