@@ -23,6 +23,23 @@ CLAMP_RANGE = (25, 230)
 SECONDS_PER_DAY = 86_400
 
 
+def customer_slice(customers: int, shards: int, index: int, first_customer: int = 1) -> range:
+    """The customers shard ``index`` of ``shards`` simulates.
+
+    Slices are contiguous, disjoint, together exactly ``customers``, and differ in
+    size by at most one (the first ``customers % shards`` shards take one more).
+    """
+    if customers < 1 or shards < 1:
+        raise ValueError("customers and shards must be at least 1")
+    if not 0 <= index < shards:
+        raise ValueError(f"shard index {index} must be within 0..{shards - 1}")
+    if shards > customers:
+        raise ValueError(f"{shards} shards cannot share {customers} customers")
+    base, extra = divmod(customers, shards)
+    start = first_customer + index * base + min(index, extra)
+    return range(start, start + base + (1 if index < extra else 0))
+
+
 @dataclass(frozen=True, slots=True)
 class GeneratedReading:
     customer_id: int

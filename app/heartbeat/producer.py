@@ -9,13 +9,14 @@ if any message was not acknowledged.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Mapping
 from typing import Any
 
-from heartbeat.errors import TransientError
-from heartbeat.generator import ReadingGenerator
+from heartbeat.errors import FatalError, TransientError
+from heartbeat.generator import ReadingGenerator, customer_slice
 from heartbeat.kafka import DeliveryReport, KafkaProducer, ensure_topics
 from heartbeat.metrics import ProducerMetrics
 from heartbeat.retry import retry_transient
@@ -26,6 +27,22 @@ logger = logging.getLogger(__name__)
 
 FLUSH_TIMEOUT_SECONDS = 60.0
 LOG_EVERY_SECONDS = 30.0
+
+
+def shard_index(settings: Settings, hostname: str | None = None) -> int:
+    """This producer's shard: the setting, else the ordinal ending HOSTNAME, else 0."""
+    if settings.producer_shard_index is not None:
+        return settings.producer_shard_index
+    if settings.producer_shard_count == 1:
+        return 0
+    name = hostname if hostname is not None else os.environ.get("HOSTNAME", "")
+    ordinal = name.rsplit("-", 1)[-1]
+    if not ordinal.isdigit() or int(ordinal) >= settings.producer_shard_count:
+        raise FatalError(
+            f"PRODUCER_SHARD_INDEX is not set and HOSTNAME {name!r} does not end with an "
+            f"ordinal below PRODUCER_SHARD_COUNT={settings.producer_shard_count}"
+        )
+    return int(ordinal)
 
 
 class ProducerApp:
@@ -89,9 +106,12 @@ class ProducerApp:
         s = self.settings
         if not self._ensure_topic():
             return 0
+        customers = customer_slice(
+            s.producer_customers, s.producer_shard_count, shard_index(s), s.producer_first_customer
+        )
         generator = ReadingGenerator(
-            customers=s.producer_customers,
-            first_customer=s.producer_first_customer,
+            customers=len(customers),
+            first_customer=customers.start,
             seed=s.producer_seed,
             spike_probability=s.producer_spike_probability,
         )
@@ -105,8 +125,8 @@ class ProducerApp:
         logger.info(
             "producing to %s: customers %d..%d, %s, %s",
             s.kafka_topic,
-            s.producer_first_customer,
-            s.producer_first_customer + s.producer_customers - 1,
+            customers.start,
+            customers.stop - 1,
             f"{s.producer_rate:g} msg/s" if interval else "unpaced",
             f"{s.producer_count} messages" if s.producer_count is not None else "until stopped",
         )

@@ -110,7 +110,18 @@ class Settings(BaseSettings):
         100, ge=1, le=10_000_000, description="How many customers the producer simulates."
     )
     producer_first_customer: int = Field(
-        1, ge=1, description="First customer id; replicas simulate disjoint ranges."
+        1, ge=1, description="First customer id of the simulated range."
+    )
+    producer_shard_count: int = Field(
+        1,
+        ge=1,
+        description="Producers sharing the customer range; each simulates a disjoint slice.",
+    )
+    producer_shard_index: int | None = Field(
+        None,
+        ge=0,
+        description="This producer's slice (0-based); empty reads the ordinal at the end of "
+        "HOSTNAME (a StatefulSet pod's name), else 0.",
     )
     producer_rate: float = Field(
         100.0, ge=0, description="Messages per second; 0 sends as fast as the broker takes them."
@@ -159,6 +170,13 @@ class Settings(BaseSettings):
     def _check_combinations(self) -> Settings:
         if self.retry_max_seconds < self.retry_initial_seconds:
             raise ValueError("RETRY_MAX_SECONDS must be at least RETRY_INITIAL_SECONDS")
+        if self.producer_shard_count > self.producer_customers:
+            raise ValueError("PRODUCER_SHARD_COUNT cannot exceed PRODUCER_CUSTOMERS")
+        if (
+            self.producer_shard_index is not None
+            and self.producer_shard_index >= self.producer_shard_count
+        ):
+            raise ValueError("PRODUCER_SHARD_INDEX must be below PRODUCER_SHARD_COUNT")
         if self.kafka_security_protocol.startswith("SASL_") and not self.kafka_sasl_mechanism:
             raise ValueError("KAFKA_SASL_MECHANISM is required with a SASL_* protocol")
         return self

@@ -5,7 +5,7 @@ from statistics import mean
 
 import pytest
 
-from heartbeat.generator import BASELINE_RANGE, CLAMP_RANGE, ReadingGenerator
+from heartbeat.generator import BASELINE_RANGE, CLAMP_RANGE, ReadingGenerator, customer_slice
 from heartbeat.validation import VALID_MIN_BPM, validate
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
@@ -92,3 +92,23 @@ def test_generated_json_passes_validation():
 def test_impossible_generator_arguments_are_refused(kwargs):
     with pytest.raises(ValueError, match="must be"):
         ReadingGenerator(**kwargs)
+
+
+@pytest.mark.parametrize("customers", [1, 2, 3, 7, 10, 64, 101])
+@pytest.mark.parametrize("shards", [1, 2, 3, 4, 7, 10])
+def test_customer_slices_are_disjoint_contiguous_balanced_and_complete(customers, shards):
+    if shards > customers:
+        with pytest.raises(ValueError, match="cannot share"):
+            customer_slice(customers, shards, 0)
+        return
+    slices = [customer_slice(customers, shards, i, first_customer=5) for i in range(shards)]
+    covered = [c for s in slices for c in s]
+    assert covered == list(range(5, 5 + customers))
+    sizes = {len(s) for s in slices}
+    assert max(sizes) - min(sizes) <= 1
+    assert min(sizes) >= 1
+
+
+def test_shard_index_outside_the_count_is_refused():
+    with pytest.raises(ValueError, match="within"):
+        customer_slice(10, 2, 2)

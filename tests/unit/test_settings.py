@@ -98,3 +98,21 @@ def test_env_example_lists_every_setting_with_its_default():
 def test_readme_settings_table_is_current():
     readme = (ROOT / "README.md").read_text()
     assert settings_markdown() in readme, "regenerate with: heartbeat settings --markdown"
+
+
+def test_producer_shard_comes_from_the_setting_or_the_statefulset_ordinal():
+    from heartbeat.producer import shard_index
+
+    assert shard_index(load_settings(producer_shard_count=3, producer_shard_index=1)) == 1
+    sharded = load_settings(producer_shard_count=3)
+    assert shard_index(sharded, hostname="sim-generator-2") == 2
+    assert shard_index(load_settings(), hostname="whatever") == 0
+    from heartbeat.errors import FatalError
+
+    with pytest.raises(FatalError, match="PRODUCER_SHARD_INDEX"):
+        shard_index(sharded, hostname="sim-generator-7")
+
+
+def test_more_shards_than_customers_is_refused():
+    with pytest.raises(SettingsError, match="PRODUCER_SHARD_COUNT"):
+        load_settings(producer_customers=2, producer_shard_count=3)
