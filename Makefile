@@ -35,6 +35,18 @@ stack: install system-deps ## Start local Kafka (KRaft) and PostgreSQL in the ba
 stack-down: ## Stop the local Kafka and PostgreSQL
 	@if [ -x $(PY) ]; then $(PY) -m localstack down --dir $(STACK_DIR); fi
 
+.PHONY: cluster-build
+cluster-build: install ## Build the local Kubernetes control plane, helm and kubectl once (cached in ~/.cache/heartbeat)
+	$(PY) -m localstack.cluster build
+
+.PHONY: cluster
+cluster: cluster-build ## Start a local Kubernetes control plane (kwok nodes); kubeconfig in .stack/kubeconfig
+	$(PY) -m localstack.cluster up --dir $(STACK_DIR)
+
+.PHONY: cluster-down
+cluster-down: ## Stop the local Kubernetes control plane
+	@if [ -x $(PY) ]; then $(PY) -m localstack.cluster down --dir $(STACK_DIR); fi
+
 .PHONY: migrate
 migrate: stack ## Apply pending database migrations to the local PostgreSQL
 	set -a; . $(STACK_DIR)/env; set +a; $(VENV)/bin/heartbeat migrate
@@ -67,7 +79,7 @@ tail-dlq: ## Print the dead-letter topic from its beginning, with headers
 	@set -a; . $(STACK_DIR)/env; set +a; $(VENV)/bin/heartbeat tail --dlq --from-beginning --idle-timeout 5
 
 .PHONY: test
-test: install system-deps ## Install everything and run the whole test suite
+test: install system-deps cluster-build ## Install everything and run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit
