@@ -9,10 +9,11 @@ FROM python:${PYTHON_VERSION}-slim AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 WORKDIR /src
-# Only what the wheel is built from (see .dockerignore); sql/ goes into the wheel as
-# heartbeat/sql through pyproject's force-include.
+# Only what the wheel is built from (pyproject's packages and force-include, see
+# .dockerignore); sql/ goes into the wheel as heartbeat/sql.
 COPY pyproject.toml README.md ./
 COPY app ./app
+COPY operator ./operator
 COPY sql ./sql
 RUN pip wheel --wheel-dir /wheels .
 

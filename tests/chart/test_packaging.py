@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tomllib
 
 import pytest
 import yaml
@@ -38,11 +39,26 @@ def test_final_image_installs_wheels_only_and_starts_heartbeat() -> None:
     assert 'ENTRYPOINT ["heartbeat"]' in final
 
 
-def test_docker_context_includes_what_the_wheel_is_built_from() -> None:
+def _wheel_sources() -> set[str]:
+    """Top-level folders pyproject builds the wheel from (packages and force-include)."""
+    wheel = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"][
+        "targets"
+    ]["wheel"]
+    paths = [*wheel["packages"], *wheel.get("force-include", {})]
+    return {path.split("/")[0] for path in paths}
+
+
+def test_docker_context_and_build_stage_hold_what_the_wheel_is_built_from() -> None:
     lines = (ROOT / ".dockerignore").read_text().splitlines()
+    build = re.split(r"^FROM ", DOCKERFILE, flags=re.MULTILINE)[1]
     assert "*" in lines
-    for needed in ("pyproject.toml", "README.md", "app/", "sql/"):
+    for needed in ("pyproject.toml", "README.md"):
         assert f"!{needed}" in lines
+    sources = _wheel_sources()
+    assert {"app", "sql"} <= sources
+    for folder in sources:
+        assert f"!{folder}/" in lines, f".dockerignore leaves out {folder}/"
+        assert re.search(rf"^COPY {folder} ", build, flags=re.MULTILINE), f"no COPY {folder}"
 
 
 def test_skaffold_builds_the_image_the_chart_deploys() -> None:

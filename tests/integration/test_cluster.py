@@ -18,14 +18,14 @@ from typing import Any
 import pytest
 
 from localstack.cluster.control_plane import Cluster
-from localstack.cluster.fixtures import BUILD_SWITCH
 
 pytest_plugins = ["localstack.cluster.fixtures"]
 
 pytestmark = [
     pytest.mark.integration,
-    # Setting up the session fixture may include the first build, which takes much longer.
-    pytest.mark.timeout(3600 if os.environ.get(BUILD_SWITCH) == "1" else 300),
+    # With HEARTBEAT_BUILD_CLUSTER=1 the session fixture may run the first build (tens of
+    # minutes). The fixtures module is not imported here: pytest must load it as a plugin.
+    pytest.mark.timeout(3600 if os.environ.get("HEARTBEAT_BUILD_CLUSTER") == "1" else 300),
 ]
 
 

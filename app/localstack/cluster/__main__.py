@@ -1,0 +1,79 @@
+"""``python -m localstack.cluster build|up|down|status``.
+
+build                 build the binaries into the cache (once per set of versions)
+up --dir .stack       start the control plane; writes .stack/kubeconfig and .stack/bin
+down --dir .stack     stop it (nothing to do when it does not run)
+status --dir .stack   say what runs; exit status 3 when nothing does
+
+The binaries are cached in ``$HEARTBEAT_CACHE_DIR`` (default ``~/.cache/heartbeat``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from localstack.exceptions import LocalStackError
+
+from . import build
+from .exceptions import BuildError, ComponentStartError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m localstack.cluster",
+        description="A local Kubernetes control plane (etcd, API server, controllers, "
+        "scheduler, kwok fake nodes) built from source and run as background processes.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    commands = parser.add_subparsers(dest="command", required=True)
+    build_cmd = commands.add_parser("build", help="build the binaries into the cache")
+    build_cmd.add_argument("--force", action="store_true", help="rebuild even when cached")
+    for name, text in (
+        ("up", "start the cluster (builds first when needed)"),
+        ("down", "stop the cluster"),
+        ("status", "show what runs"),
+    ):
+        cmd = commands.add_parser(name, help=text)
+        cmd.add_argument("--dir", type=Path, default=Path(".stack"), help="state folder")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        if args.command == "build":
+            build.build(force=args.force)
+            return 0
+        from . import control_plane
+
+        if args.command == "up":
+            cluster = control_plane.up(args.dir, build.build())
+            print(f"cluster is up: export KUBECONFIG={cluster.kubeconfig}")
+            print(f"kubectl and helm are in {cluster.bin_dir}")
+            return 0
+        if args.command == "down":
+            control_plane.down(args.dir)
+            return 0
+        running = control_plane.status(args.dir)
+        for component, pid in running.items():
+            print(f"{component:<24} {'pid ' + str(pid) if pid else 'not running'}")
+        return 0 if any(running.values()) else 3
+    except (BuildError, ComponentStartError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        if exc.log_tail:
+            print(f"--- last lines of {exc.log_path} ---\n{exc.log_tail}", file=sys.stderr)
+        return 1
+    except LocalStackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
