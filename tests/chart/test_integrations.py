@@ -46,11 +46,11 @@ def test_operator_may_manage_its_resources_and_nothing_else(defaults: Any) -> No
     assert resources == {
         ("heartbeat.dev", "heartbeatsimulations"),
         ("heartbeat.dev", "heartbeatsimulations/status"),
-        ("apps", "deployments"),
+        ("apps", "statefulsets"),
         ("", "events"),
     }
     assert ("heartbeat.dev", "heartbeatsimulations", "watch") in granted
-    assert ("apps", "deployments", "create") in granted
+    assert ("apps", "statefulsets", "create") in granted
     assert ("", "events", "create") in granted
     assert ("heartbeat.dev", "heartbeatsimulations", "delete") not in granted
 

@@ -338,9 +338,10 @@ operator starts, so it needs neither CRD nor namespace watching.
 - apiGroups: ["heartbeat.dev"]
   resources: ["heartbeatsimulations/status"]
   verbs: ["get", "patch", "update"]
-# The generator Deployments each HeartbeatSimulation owns.
+# The generator StatefulSet each HeartbeatSimulation owns (its pods' ordinals pick
+# their slices of the customers).
 - apiGroups: ["apps"]
-  resources: ["deployments"]
+  resources: ["statefulsets"]
   verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
 # Events about what it does (kopf posts core/v1 Events).
 - apiGroups: [""]
