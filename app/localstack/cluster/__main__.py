@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         running = control_plane.status(args.dir)
         for component, pid in running.items():
             print(f"{component:<24} {'pid ' + str(pid) if pid else 'not running'}")
+        server = control_plane.server(args.dir)
+        if server and any(running.values()):
+            print(f"API server {server}; kubeconfig {args.dir.resolve() / 'kubeconfig'}")
         return 0 if any(running.values()) else 3
     except (BuildError, ComponentStartError) as exc:
         print(f"error: {exc}", file=sys.stderr)

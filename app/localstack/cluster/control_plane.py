@@ -75,6 +75,15 @@ def status(state_dir: Path) -> dict[str, int | None]:
     return {name: proc.pid() for name, proc in _processes(layout).items()}
 
 
+def server(state_dir: Path) -> str | None:
+    """The API server address of the last start under `state_dir`, if there was one."""
+    layout = Layout(state_dir.resolve() / "cluster")
+    try:
+        return Ports(**json.loads(layout.ports_file.read_text())).server
+    except (OSError, ValueError, TypeError):
+        return None
+
+
 def down(state_dir: Path, progress: Progress = print) -> None:
     """Stop every component, newest first. Nothing to do when none runs."""
     layout = Layout(state_dir.resolve() / "cluster")
