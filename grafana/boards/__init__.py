@@ -1,0 +1,18 @@
+"""The Grafana dashboards of the pipeline, built with the Grafana Foundation SDK.
+
+``DASHBOARDS`` maps each file name under ``grafana/dashboards/`` to the function that
+builds it; ``python grafana/build_dashboards.py`` writes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from grafana_foundation_sdk.builders.dashboard import Dashboard
+
+from boards import heart_rates, pipeline
+
+DASHBOARDS: dict[str, Callable[[], Dashboard]] = {
+    "heartbeat-pipeline.json": pipeline.build,
+    "heartbeat-heart-rates.json": heart_rates.build,
+}

@@ -1,0 +1,232 @@
+"""Pipeline overview: what flows through, what is rejected, how far behind and how fast.
+
+Every query reads the metrics of ``app/heartbeat/metrics.py``; the monitoring tests run each
+one against a real Prometheus scraping a real producer and consumer.
+"""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
+from grafana_foundation_sdk.models.dashboard import ValueMap, ValueMappingResult
+
+from boards.datasources import PROMETHEUS, promql, promql_table
+from boards.panels import Panel, stat, table, timeseries
+
+UID = "heartbeat-pipeline"
+RATE = "[$__rate_interval]"
+
+
+def _rate(metric: str, by: str = "") -> str:
+    grouping = f" by ({by}) " if by else ""
+    return f"sum{grouping}(rate({metric}{RATE}))"
+
+
+def _quantile(q: float, histogram: str) -> str:
+    return f"histogram_quantile({q}, sum by (le) (rate({histogram}_bucket{RATE})))"
+
+
+def throughput() -> list[Panel]:
+    return [
+        timeseries(
+            "Readings per second",
+            "Acknowledged by Kafka (produced), read by the consumers (consumed), newly written "
+            "to PostgreSQL (stored), and valid readings skipped as already stored (duplicates).",
+            PROMETHEUS,
+            [
+                promql("A", _rate("heartbeat_produced_total"), "produced"),
+                promql("B", _rate("heartbeat_consumed_total"), "consumed"),
+                promql("C", _rate("heartbeat_stored_total"), "stored"),
+                promql("D", _rate("heartbeat_duplicates_total"), "duplicates"),
+            ],
+            unit="ops",
+        ),
+        timeseries(
+            "Rejected by reason",
+            "Messages sent to the dead-letter topic per second, by the validation rule they broke.",
+            PROMETHEUS,
+            [promql("A", _rate("heartbeat_rejected_total", "reason"), "{{reason}}")],
+            unit="ops",
+        ),
+        timeseries(
+            "Anomalies by kind",
+            "Stored readings flagged low (below 45 bpm) or high (above 180 bpm), per second.",
+            PROMETHEUS,
+            [promql("A", _rate("heartbeat_anomalies_total", "kind"), "{{kind}}")],
+            unit="ops",
+            width=8,
+        ),
+        timeseries(
+            "Dead-letter rate",
+            "Messages per second written to the dead-letter topic, and what the producers "
+            "failed to deliver to Kafka at all.",
+            PROMETHEUS,
+            [
+                promql("A", _rate("heartbeat_rejected_total"), "dead-lettered"),
+                promql("B", _rate("heartbeat_produce_errors_total"), "undelivered by producers"),
+            ],
+            unit="ops",
+            width=8,
+        ),
+        stat(
+            "Rejected share",
+            "Rejected messages as a share of the messages consumed, over the last 5 minutes. "
+            "The alert HeartbeatRejectRatioHigh fires above 5 %.",
+            PROMETHEUS,
+            [
+                promql(
+                    "A",
+                    "sum(rate(heartbeat_rejected_total[5m])) "
+                    "/ sum(rate(heartbeat_consumed_total[5m]))",
+                )
+            ],
+            unit="percentunit",
+            width=8,
+            height=8,
+            steps=((None, "green"), (0.02, "orange"), (0.05, "red")),
+        ),
+    ]
+
+
+def consumers() -> list[Panel]:
+    return [
+        timeseries(
+            "Consumer lag by partition",
+            "Messages in each partition not yet stored, as reported by the consumer that owns it.",
+            PROMETHEUS,
+            [
+                promql(
+                    "A",
+                    "sum by (topic, partition) (heartbeat_consumer_lag)",
+                    "{{topic}}[{{partition}}]",
+                )
+            ],
+            unit="short",
+        ),
+        timeseries(
+            "Assigned partitions",
+            "Partitions each consumer owns; a consumer with none is idle (more consumers than "
+            "partitions).",
+            PROMETHEUS,
+            [promql("A", "sum by (instance) (heartbeat_assigned_partitions)", "{{instance}}")],
+            unit="short",
+            width=6,
+        ),
+        timeseries(
+            "Batch size",
+            "Messages per batch written in one transaction: median and 99th percentile.",
+            PROMETHEUS,
+            [
+                promql("A", _quantile(0.5, "heartbeat_batch_size"), "p50"),
+                promql("B", _quantile(0.99, "heartbeat_batch_size"), "p99"),
+            ],
+            unit="short",
+            width=6,
+        ),
+    ]
+
+
+def latency() -> list[Panel]:
+    return [
+        timeseries(
+            "Database write latency",
+            "Time to write one batch and its offsets to PostgreSQL. The alert "
+            "HeartbeatDatabaseWritesSlow fires when the 99th percentile stays above 1 s.",
+            PROMETHEUS,
+            [
+                promql("A", _quantile(0.5, "heartbeat_db_write_seconds"), "p50"),
+                promql("B", _quantile(0.99, "heartbeat_db_write_seconds"), "p99"),
+                promql(
+                    "C",
+                    "sum(rate(heartbeat_db_write_seconds_sum[$__rate_interval])) "
+                    "/ sum(rate(heartbeat_db_write_seconds_count[$__rate_interval]))",
+                    "mean",
+                ),
+            ],
+            unit="s",
+        ),
+        timeseries(
+            "Event time to stored",
+            "From the timestamp a reading carries to its commit in PostgreSQL.",
+            PROMETHEUS,
+            [
+                promql("A", _quantile(0.5, "heartbeat_event_to_stored_seconds"), "p50"),
+                promql("B", _quantile(0.99, "heartbeat_event_to_stored_seconds"), "p99"),
+            ],
+            unit="s",
+        ),
+    ]
+
+
+def processes() -> list[Panel]:
+    reachable = ValueMap(
+        {
+            "0": ValueMappingResult(text="retrying", color="red", index=0),
+            "1": ValueMappingResult(text="reachable", color="green", index=1),
+        }
+    )
+    return [
+        stat(
+            "Replicas up",
+            "Processes Prometheus scrapes successfully, by component.",
+            PROMETHEUS,
+            [promql("A", "count by (component) (heartbeat_build_info)", "{{component}}")],
+            all_values=True,
+        ),
+        stat(
+            "Dependencies",
+            "Whether each process currently reaches Kafka and PostgreSQL (the worst process).",
+            PROMETHEUS,
+            [promql("A", "min by (dependency) (heartbeat_dependency_up)", "{{dependency}}")],
+            steps=((None, "red"), (1, "green")),
+            all_values=True,
+        ).mappings([reachable]),
+        timeseries(
+            "Dependency retries",
+            "Retries per second after Kafka or PostgreSQL failed (with capped backoff).",
+            PROMETHEUS,
+            [
+                promql(
+                    "A",
+                    _rate("heartbeat_dependency_retries_total", "dependency"),
+                    "{{dependency}}",
+                )
+            ],
+            unit="ops",
+            width=6,
+            height=4,
+        ),
+        table(
+            "Versions running",
+            "Processes per component and version.",
+            PROMETHEUS,
+            [promql_table("A", "count by (component, version) (heartbeat_build_info)")],
+            width=6,
+            height=4,
+        ),
+    ]
+
+
+def build() -> Dashboard:
+    dashboard = (
+        Dashboard("Heartbeat pipeline")
+        .uid(UID)
+        .description(
+            "Readings produced, consumed, stored and rejected; consumer lag; write and "
+            "end-to-end latency; which processes run."
+        )
+        .tags(["heartbeat"])
+        .refresh("30s")
+        .time("now-1h", "now")
+        .timezone("browser")
+    )
+    sections = {
+        "Throughput": throughput(),
+        "Consumers": consumers(),
+        "Latency": latency(),
+        "Processes": processes(),
+    }
+    for title, panels in sections.items():
+        dashboard = dashboard.with_row(Row(title))
+        for panel in panels:
+            dashboard = dashboard.with_panel(panel)
+    return dashboard

@@ -1,0 +1,69 @@
+"""Write the pipeline's Grafana dashboards as JSON, from their definitions in ``boards/``.
+
+    python grafana/build_dashboards.py           write grafana/dashboards/*.json
+    python grafana/build_dashboards.py --check   exit 1 if a committed file is out of date
+
+The output is deterministic (sorted keys, panel ids in layout order), so the committed
+JSON changes only when a definition does; a test compares the two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from boards import DASHBOARDS
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+
+OUTPUT = Path(__file__).resolve().parent / "dashboards"
+
+
+def to_json(dashboard: Any) -> dict[str, Any]:
+    """The dashboard as plain JSON data, every panel numbered from 1 in layout order."""
+    data: dict[str, Any] = json.loads(json.dumps(dashboard, cls=JSONEncoder))
+    next_id = 1
+    for panel in data.get("panels", []):
+        for item in (panel, *panel.get("panels", [])):
+            item["id"] = next_id
+            next_id += 1
+    return data
+
+
+def render() -> dict[str, str]:
+    """File name -> the text it should hold."""
+    return {
+        name: json.dumps(to_json(build().build()), indent=2, sort_keys=True) + "\n"
+        for name, build in DASHBOARDS.items()
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="compare instead of writing")
+    parser.add_argument("--output", type=Path, default=OUTPUT, help=f"default: {OUTPUT}")
+    args = parser.parse_args(argv)
+    stale = []
+    for name, text in render().items():
+        path = args.output / name
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(name)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote {path}")
+    if stale:
+        print(
+            f"out of date: {', '.join(stale)}; run python grafana/build_dashboards.py",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
