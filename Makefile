@@ -66,6 +66,14 @@ dev: migrate ## Run the whole pipeline locally: stack, migrations, producer and 
 	echo ""; \
 	wait $$producer $$consumer
 
+.PHONY: monitor
+monitor: install system-deps ## Start Prometheus scraping the local producer (8001) and consumer (8002), with the alert rules
+	$(PY) -m localstack.prometheus up --dir $(STACK_DIR) --targets 127.0.0.1:$(PRODUCER_METRICS_PORT),127.0.0.1:$(CONSUMER_METRICS_PORT)
+
+.PHONY: monitor-down
+monitor-down: ## Stop that Prometheus
+	@if [ -x $(PY) ]; then $(PY) -m localstack.prometheus down --dir $(STACK_DIR); fi
+
 .PHONY: stats
 stats: ## Row and anomaly counts and per-customer statistics from the local PostgreSQL
 	@set -a; . $(STACK_DIR)/env; set +a; $(VENV)/bin/heartbeat stats
@@ -103,5 +111,5 @@ docs: install ## Regenerate .env.example and the README settings table from the 
 	$(PY) -c 'import re,subprocess,pathlib; p=pathlib.Path("README.md"); t=subprocess.run(["$(VENV)/bin/heartbeat","settings","--markdown"],capture_output=True,text=True,check=True).stdout; s=p.read_text(); p.write_text(re.sub(r"(<!-- settings:start -->\n).*?(<!-- settings:end -->)", lambda m: m.group(1)+t+m.group(2), s, flags=re.S))'
 
 .PHONY: clean
-clean: stack-down ## Stop the stack and remove .venv and .stack
+clean: monitor-down cluster-down stack-down ## Stop everything and remove .venv and .stack
 	rm -rf $(VENV) $(STACK_DIR)

@@ -16,8 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from boards import DASHBOARDS
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
+
+from boards import DASHBOARDS
 
 OUTPUT = Path(__file__).resolve().parent / "dashboards"
 

@@ -49,6 +49,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 CHECK_INTERVAL_SECONDS = 10.0
+STALE_INTERVAL_SECONDS = 30.0
 DLQ_FLUSH_TIMEOUT_SECONDS = 30.0
 
 
@@ -95,6 +96,7 @@ class ConsumerApp:
         self._overflow: list[Record] = []  # read while a write was being retried
         self._paused = False
         self._last_check = 0.0
+        self._last_stale_count = 0.0
         self._max_skew = timedelta(seconds=settings.consumer_max_future_skew_seconds)
         self._consumer: KafkaConsumer | None = None
         self._dlq: KafkaProducer | None = None
@@ -143,6 +145,7 @@ class ConsumerApp:
                     self._process()
                 else:
                     self._periodic_checks()
+                self._count_stale_customers()
         finally:
             logger.info("leaving the consumer group")
             self._consumer.close()
@@ -336,6 +339,18 @@ class ConsumerApp:
                 ok()
             except TransientError as exc:
                 self._mark(name, False, str(exc))
+
+    def _count_stale_customers(self) -> None:
+        """Refresh heartbeat_stale_customers now and then; a failure waits for the next turn."""
+        if time.monotonic() - self._last_stale_count < STALE_INTERVAL_SECONDS:
+            return
+        self._last_stale_count = time.monotonic()
+        try:
+            stale = self.store.count_stale_customers(self.settings.stale_customer_seconds)
+        except TransientError as exc:
+            logger.debug("stale customers not counted: %s", exc)
+            return
+        self.metrics.stale_customers.set(stale)
 
     def _kafka_ok(self) -> None:
         self._mark("kafka", True)

@@ -123,6 +123,12 @@ class ConsumerMetrics(_Common):
             ["topic", "partition"],
             registry=registry,
         )
+        self.stale_customers = Gauge(
+            "heartbeat_stale_customers",
+            "Customers seen in the last hour whose newest stored reading is older than "
+            "STALE_CUSTOMER_SECONDS (every consumer reports the same figure).",
+            registry=registry,
+        )
         self.assigned_partitions = Gauge(
             "heartbeat_assigned_partitions",
             "Partitions assigned to this consumer.",

@@ -105,6 +105,12 @@ class Settings(BaseSettings):
         300.0, ge=0, description="Readings stamped further in the future than this are rejected."
     )
 
+    stale_customer_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="A customer whose newest reading is older than this counts as stale.",
+    )
+
     # --- Producer --------------------------------------------------------------
     producer_customers: int = Field(
         100, ge=1, le=10_000_000, description="How many customers the producer simulates."

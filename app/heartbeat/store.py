@@ -57,6 +57,14 @@ SELECT_OFFSETS = """
 SELECT topic, partition, next_offset FROM consumer_offsets
 WHERE consumer_group = %(group)s AND topic = ANY(%(topics)s::text[])
 """
+COUNT_STALE = """
+SELECT count(*) FROM (
+    SELECT customer_id FROM heartbeats
+    WHERE ts >= now() - make_interval(secs => %(lookback)s)
+    GROUP BY customer_id
+    HAVING max(ts) < now() - make_interval(secs => %(stale)s)
+) AS stale
+"""
 INSERT_ONE = """
 INSERT INTO heartbeats (customer_id, ts, heart_rate, anomaly) VALUES (%s, %s, %s, %s)
 ON CONFLICT (customer_id, ts) DO NOTHING
@@ -173,6 +181,12 @@ class Store:
                     },
                 )
         return WriteResult(stored=stored, duplicates=len(readings) - len(stored))
+
+    def count_stale_customers(self, stale_after: float, lookback: float = 3600.0) -> int:
+        """Customers with a reading in ``lookback`` seconds but none in ``stale_after``."""
+        with self._transaction() as conn:
+            row = conn.execute(COUNT_STALE, {"stale": stale_after, "lookback": lookback}).fetchone()
+        return int(row[0]) if row else 0
 
     def write_one(self, reading: Reading) -> bool:
         """Store one reading in its own transaction (the slow baseline the benchmark compares)."""

@@ -180,6 +180,14 @@ def processes() -> list[Panel]:
             steps=((None, "red"), (1, "green")),
             all_values=True,
         ).mappings([reachable]),
+        stat(
+            "Stale customers",
+            "Customers seen in the last hour whose newest stored reading is older than "
+            "STALE_CUSTOMER_SECONDS (5 minutes by default), as the consumers count them.",
+            PROMETHEUS,
+            [promql("A", "max(heartbeat_stale_customers)", "stale")],
+            steps=((None, "green"), (1, "orange")),
+        ),
         timeseries(
             "Dependency retries",
             "Retries per second after Kafka or PostgreSQL failed (with capped backoff).",

@@ -215,3 +215,23 @@ def test_tail_prints_dead_letters_with_their_headers(pipeline):
     assert printed["key"] == "9"
     assert printed["headers"]["reason"] == "invalid_json"
     assert printed["headers"]["source_topic"] == pipeline.settings.kafka_topic
+
+
+def test_stale_customers_are_those_silent_longer_than_the_threshold(pipeline):
+    from datetime import UTC, datetime, timedelta
+
+    from heartbeat.store import Store
+
+    now = datetime.now(UTC)
+    pipeline.sql(
+        "INSERT INTO heartbeats (customer_id, ts, heart_rate) VALUES"
+        " (1, %(fresh)s, 70), (2, %(old)s, 70), (3, %(old)s, 71), (4, %(ancient)s, 72)",
+        {
+            "fresh": now - timedelta(seconds=30),
+            "old": now - timedelta(minutes=10),
+            "ancient": now - timedelta(hours=3),
+        },
+    )
+    with Store(pipeline.conninfo) as store:
+        assert store.count_stale_customers(300) == 2  # 4 went quiet too long ago to count
+        assert store.count_stale_customers(900) == 0

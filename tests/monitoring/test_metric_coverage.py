@@ -22,9 +22,7 @@ INTERNAL: dict[str, str] = {}
 FOREIGN: dict[str, str] = {"up": "Prometheus's own: whether the last scrape of a target worked"}
 
 # Metrics an alert rule reads that the application does not export yet, and the rule.
-AWAITED: dict[str, str] = {
-    "heartbeat_stale_customers": "HeartbeatCustomersStale (see grafana/README.md)",
-}
+AWAITED: dict[str, str] = {}
 
 
 def _prometheus_queries():
