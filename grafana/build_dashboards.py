@@ -1,6 +1,6 @@
 """Write the pipeline's Grafana dashboards as JSON, from their definitions in ``boards/``.
 
-    python grafana/build_dashboards.py           write grafana/dashboards/*.json and the chart's copies
+    python grafana/build_dashboards.py           write the dashboards (and the chart's copies)
     python grafana/build_dashboards.py --check   exit 1 if a committed file is out of date
 
 The Helm chart ships the same dashboards (``charts/heartbeat/dashboards/``) and the same
