@@ -27,30 +27,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
-from psycopg.conninfo import make_conninfo
 
 from heartbeat.consumer import ConsumerApp
 from heartbeat.generator import ReadingGenerator
 from heartbeat.kafka import DeliveryReport, KafkaConsumer, KafkaProducer, ensure_topics
 from heartbeat.metrics import ConsumerMetrics, new_registry
-from heartbeat.migrations import Migrator
 from heartbeat.server import Health
 from heartbeat.settings import Settings
 from heartbeat.store import Store
 from heartbeat.validation import Reading, validate
 from localstack.kafka import KafkaBroker
 from localstack.postgres import PostgresServer
+from tests.integration.pipeline import create_database
 
 logger = logging.getLogger("benchmark")
-
-
-def fresh_database(admin: str, name: str) -> str:
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    conninfo = make_conninfo(admin, dbname=name)
-    with Migrator(conninfo) as migrator:
-        migrator.apply()
-    return conninfo
 
 
 def stored_total(conninfo: str, group: str) -> int:
@@ -164,10 +154,10 @@ def main() -> None:
             naive = base.model_copy(update={"kafka_consumer_group": "bench-naive"})
 
             pipeline_seconds = run_pipeline(
-                pipeline, fresh_database(database.conninfo, "bench_pipeline"), payloads
+                pipeline, create_database(database.conninfo, "bench_pipeline"), payloads
             )
             naive_seconds = run_naive(
-                naive, fresh_database(database.conninfo, "bench_naive"), len(payloads)
+                naive, create_database(database.conninfo, "bench_naive"), len(payloads)
             )
         finally:
             broker.stop()

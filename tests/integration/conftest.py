@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import psycopg
 import pytest
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 
 from heartbeat.kafka import ensure_topics
-from heartbeat.migrations import Migrator
 from heartbeat.settings import Settings
-from tests.integration.pipeline import Pipeline, unique
+from tests.integration.pipeline import Pipeline, create_database, drop_database, unique
 
 
 @pytest.fixture
 def database(postgres_service):
     """A new, migrated database on the shared server; dropped afterwards."""
     name = unique("hb").replace("-", "_")
-    admin = postgres_service.conninfo
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    conninfo = make_conninfo(admin, dbname=name)
-    with Migrator(conninfo) as migrator:
-        migrator.apply()
-    yield conninfo
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    yield create_database(postgres_service.conninfo, name)
+    drop_database(postgres_service.conninfo, name)
 
 
 @pytest.fixture

@@ -19,17 +19,34 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 
 from heartbeat.consumer import ConsumerApp
 from heartbeat.generator import GeneratedReading, ReadingGenerator
 from heartbeat.kafka import DeliveryReport, KafkaProducer
 from heartbeat.metrics import ConsumerMetrics, new_registry
+from heartbeat.migrations import Migrator
 from heartbeat.server import Health
 from heartbeat.settings import Settings
 from heartbeat.store import Store
 from heartbeat.validation import VALID_MAX_BPM, VALID_MIN_BPM
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def create_database(admin_conninfo: str, name: str) -> str:
+    """A new database on the server ``admin_conninfo`` reaches, migrated; its conninfo."""
+    with psycopg.connect(admin_conninfo, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    conninfo = make_conninfo(admin_conninfo, dbname=name)
+    with Migrator(conninfo) as migrator:
+        migrator.apply()
+    return conninfo
+
+
+def drop_database(admin_conninfo: str, name: str) -> None:
+    with psycopg.connect(admin_conninfo, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:

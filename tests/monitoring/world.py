@@ -17,18 +17,22 @@ from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 
 from heartbeat.generator import ReadingGenerator
 from heartbeat.kafka import ensure_topics
-from heartbeat.migrations import Migrator
 from heartbeat.settings import Settings
 from localstack.ports import free_port
 from localstack.process import tail
 from localstack.prometheus import PrometheusServer
-from tests.integration.pipeline import Pipeline, terminate, unique
+from tests.integration.pipeline import (
+    Pipeline,
+    create_database,
+    drop_database,
+    terminate,
+    unique,
+)
 from tests.monitoring.queries import RULES
 
 SCRAPE_INTERVAL = "1s"
@@ -59,13 +63,7 @@ class Monitored:
 
 
 def _database(admin_conninfo: str) -> str:
-    name = unique("hb_monitoring").replace("-", "_")
-    with psycopg.connect(admin_conninfo, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    conninfo = make_conninfo(admin_conninfo, dbname=name)
-    with Migrator(conninfo) as migrator:
-        migrator.apply()
-    return conninfo
+    return create_database(admin_conninfo, unique("hb_monitoring").replace("-", "_"))
 
 
 def _pipeline(bootstrap_servers: str, conninfo: str) -> Pipeline:
@@ -178,7 +176,4 @@ def monitored(
                     process.kill()
                     process.wait(10)
         prometheus.stop()
-        with psycopg.connect(postgres_service.conninfo, autocommit=True) as conn:
-            conn.execute(
-                f'DROP DATABASE IF EXISTS "{conninfo_to_dict(conninfo)["dbname"]}" WITH (FORCE)'
-            )
+        drop_database(postgres_service.conninfo, conninfo_to_dict(conninfo)["dbname"])
