@@ -1,0 +1,238 @@
+"""The status: observed from the StatefulSet and its pods, conditions by the convention."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from heartbeat_operator.spec import Problem, parse_spec
+from heartbeat_operator.status import (
+    Workload,
+    assess,
+    build_status,
+    changed_conditions,
+    merge_conditions,
+    observe,
+    simulated_customers,
+)
+
+T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+T1 = datetime(2026, 1, 2, 3, 9, 0, tzinfo=UTC)
+
+
+def pod(
+    ordinal: int,
+    customers: int,
+    shards: int,
+    *,
+    ready: bool = True,
+    first: int = 1,
+    deleting: bool = False,
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": f"sim-{ordinal}"}
+    if deleting:
+        meta["deletionTimestamp"] = "2026-01-02T03:04:05Z"
+    return {
+        "metadata": meta,
+        "spec": {
+            "containers": [
+                {
+                    "name": "generator",
+                    "env": [
+                        {"name": "KAFKA_TOPIC", "value": "t"},
+                        {"name": "PRODUCER_CUSTOMERS", "value": str(customers)},
+                        {"name": "PRODUCER_FIRST_CUSTOMER", "value": str(first)},
+                        {"name": "PRODUCER_SHARD_COUNT", "value": str(shards)},
+                    ],
+                }
+            ]
+        },
+        "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]},
+    }
+
+
+def sts(
+    desired: int, *, ready: int, updated: int | None = None, same_revision: bool = True
+) -> dict[str, Any]:
+    return {
+        "metadata": {"generation": 4},
+        "spec": {"replicas": desired},
+        "status": {
+            "observedGeneration": 4,
+            "replicas": desired,
+            "readyReplicas": ready,
+            "updatedReplicas": desired if updated is None else updated,
+            "currentRevision": "sim-1",
+            "updateRevision": "sim-1" if same_revision else "sim-2",
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("pods", "customers"),
+    [
+        ([], 0),
+        ([pod(0, 10, 2), pod(1, 10, 2)], 10),
+        ([pod(0, 10, 2), pod(1, 10, 2, ready=False)], 5),
+        ([pod(0, 10, 2), pod(1, 10, 2, deleting=True)], 5),
+        # mid-rollout from 2 to 3 replicas: old pod 0 has 1-5, new pod 2 has 8-10
+        ([pod(0, 10, 2), pod(2, 10, 3)], 8),
+        # old pods of a bigger simulation still run: they count, it is what runs
+        ([pod(0, 20, 1), pod(0, 10, 1)], 20),
+        ([pod(0, 10, 1, first=100), pod(0, 10, 1, first=1)], 20),
+        ([{"metadata": {"name": "stranger-0"}, "spec": {"containers": []}}], 0),
+    ],
+)
+def test_customers_are_counted_from_what_the_ready_pods_simulate(
+    pods: list[dict[str, Any]], customers: int
+) -> None:
+    assert simulated_customers(pods) == customers
+
+
+def test_a_settled_statefulset_is_rolled_out() -> None:
+    workload = observe(sts(2, ready=2), [pod(0, 10, 2), pod(1, 10, 2)])
+    assert workload == Workload(
+        exists=True, desired=2, replicas=2, ready=2, updated=2, settled=True, customers=10
+    )
+    assert workload.rolled_out
+
+
+@pytest.mark.parametrize(
+    "statefulset",
+    [
+        sts(3, ready=2),
+        sts(3, ready=3, updated=1),
+        sts(3, ready=3, same_revision=False),
+        {**sts(3, ready=3), "metadata": {"generation": 5}},
+    ],
+)
+def test_a_statefulset_still_moving_is_not_rolled_out(statefulset: dict[str, Any]) -> None:
+    assert not observe(statefulset, []).rolled_out
+
+
+def test_a_statefulset_scaled_to_zero_is_rolled_out_without_revisions() -> None:
+    statefulset = {
+        "metadata": {"generation": 2},
+        "spec": {"replicas": 0},
+        "status": {
+            "observedGeneration": 2,
+            "replicas": 0,
+            "currentRevision": "a",
+            "updateRevision": "b",
+        },
+    }
+    assert observe(statefulset, []).rolled_out
+
+
+SETTLED = Workload(
+    exists=True, desired=3, replicas=3, ready=3, updated=3, settled=True, customers=10
+)
+MOVING = Workload(exists=True, desired=3, replicas=3, ready=1, updated=1, customers=4)
+STARTING = Workload(
+    exists=True, desired=3, replicas=3, ready=1, updated=3, settled=True, customers=4
+)
+PAUSED = Workload(exists=True, desired=0, replicas=0, settled=True)
+ABSENT = Workload(exists=False)
+TOO_MANY = Problem("TooManyReplicas", "too many", blocking=False)
+INVALID = Problem("InvalidSpec", "spec.customers: missing", blocking=True)
+
+
+@pytest.mark.parametrize(
+    ("spec", "problem", "workload", "expected"),
+    [
+        (
+            {},
+            None,
+            SETTLED,
+            [("True", "AllReplicasReady"), ("False", "RolloutComplete"), ("False", "NotPaused")],
+        ),
+        (
+            {},
+            None,
+            MOVING,
+            [("False", "RollingOut"), ("True", "RollingOut"), ("False", "NotPaused")],
+        ),
+        (
+            {},
+            None,
+            STARTING,
+            [("False", "ReplicasNotReady"), ("True", "RollingOut"), ("False", "NotPaused")],
+        ),
+        ({}, None, ABSENT, [("False", "Creating"), ("True", "Creating"), ("False", "NotPaused")]),
+        (
+            {"paused": True},
+            None,
+            PAUSED,
+            [("False", "Paused"), ("False", "RolloutComplete"), ("True", "Paused")],
+        ),
+        (
+            {},
+            TOO_MANY,
+            SETTLED,
+            [("False", "TooManyReplicas"), ("False", "RolloutComplete"), ("False", "NotPaused")],
+        ),
+        (
+            None,
+            INVALID,
+            SETTLED,
+            [("False", "InvalidSpec"), ("False", "InvalidSpec"), ("False", "NotPaused")],
+        ),
+    ],
+)
+def test_conditions_say_what_runs_and_why_not(
+    spec: dict[str, Any] | None,
+    problem: Problem | None,
+    workload: Workload,
+    expected: list[tuple[str, str]],
+) -> None:
+    parsed = None if spec is None else parse_spec({"customers": 10, "replicas": 3, **spec})
+    conditions = assess(parsed, problem, workload)
+    assert [c.type for c in conditions] == ["Ready", "Progressing", "Paused"]
+    assert [("True" if c.status else "False", c.reason) for c in conditions] == expected
+    assert all(c.message for c in conditions)
+    assert all(c.reason[0].isupper() and " " not in c.reason for c in conditions)
+
+
+def test_last_transition_time_moves_only_when_the_status_flips() -> None:
+    ready = assess(parse_spec({"customers": 10, "replicas": 3}), None, SETTLED)
+    first = merge_conditions([], ready, generation=1, now=T0)
+    assert {c["lastTransitionTime"] for c in first} == {"2026-01-02T03:04:05Z"}
+    assert {c["observedGeneration"] for c in first} == {1}
+
+    same_status_new_generation = merge_conditions(first, ready, generation=2, now=T1)
+    assert [c["lastTransitionTime"] for c in same_status_new_generation] == [
+        c["lastTransitionTime"] for c in first
+    ]
+    assert {c["observedGeneration"] for c in same_status_new_generation} == {2}
+
+    rolling = assess(parse_spec({"customers": 10, "replicas": 3}), None, MOVING)
+    flipped = merge_conditions(first, rolling, generation=2, now=T1)
+    by_type = {c["type"]: c for c in flipped}
+    assert by_type["Ready"]["lastTransitionTime"] == "2026-01-02T03:09:00Z"
+    assert by_type["Progressing"]["lastTransitionTime"] == "2026-01-02T03:09:00Z"
+    assert by_type["Paused"]["lastTransitionTime"] == "2026-01-02T03:04:05Z"
+
+
+def test_only_conditions_whose_status_or_reason_changed_deserve_an_event() -> None:
+    spec = parse_spec({"customers": 10, "replicas": 3})
+    before = merge_conditions([], assess(spec, None, SETTLED), 1, T0)
+    assert (
+        changed_conditions(before, merge_conditions(before, assess(spec, None, SETTLED), 2, T1))
+        == []
+    )
+    after = merge_conditions(before, assess(spec, TOO_MANY, SETTLED), 2, T1)
+    assert [c["type"] for c in changed_conditions(before, after)] == ["Ready"]
+
+
+def test_the_status_reports_the_workload_not_the_spec() -> None:
+    status = build_status(generation=7, workload=MOVING, conditions=[], selector="a=b")
+    assert status == {
+        "observedGeneration": 7,
+        "replicas": 3,
+        "readyReplicas": 1,
+        "customers": 4,
+        "selector": "a=b",
+        "conditions": [],
+    }
