@@ -1,0 +1,240 @@
+"""The reconciler against an in-memory API server: what it writes, reports and counts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from heartbeat_operator.exceptions import KubeError
+from heartbeat_operator.manifests import GeneratorConfig, SimulationRef, statefulset
+from heartbeat_operator.metrics import OperatorMetrics
+from heartbeat_operator.reconcile import Reconciler
+from heartbeat_operator.spec import parse_spec
+
+from .fakes import FakeKube
+
+NS = "wards"
+
+
+class World:
+    def __init__(self) -> None:
+        self.kube = FakeKube()
+        self.registry = CollectorRegistry()
+        self.generator = GeneratorConfig(image="heartbeat:test")
+        self.reconciler = Reconciler(
+            self.kube,  # type: ignore[arg-type]
+            self.generator,
+            OperatorMetrics(self.registry),
+            clock=lambda: datetime(2026, 1, 1, tzinfo=UTC),
+        )
+
+    def reconcile(self, name: str = "ward") -> str:
+        return self.reconciler.reconcile(NS, name, trigger="test")
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        return self.registry.get_sample_value(name, labels)
+
+    def sts(self, name: str = "ward") -> dict:  # type: ignore[type-arg]
+        return self.kube.statefulsets[(NS, name)]
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+def test_a_new_simulation_gets_its_statefulset_then_becomes_ready(world: World) -> None:
+    world.kube.apply("ward", {"customers": 10, "replicas": 3})
+    assert world.reconcile() == "ok"
+    assert world.sts()["spec"]["replicas"] == 3
+    assert world.kube.condition("ward", "Ready") == ("False", "RollingOut")
+    assert world.kube.condition("ward", "Progressing") == ("True", "RollingOut")
+    assert world.kube.reasons() == ["Created"]
+
+    world.kube.settle("ward")
+    world.reconcile()
+    status = world.kube.status("ward")
+    assert world.kube.condition("ward", "Ready") == ("True", "AllReplicasReady")
+    assert world.kube.condition("ward", "Progressing") == ("False", "RolloutComplete")
+    assert (status["observedGeneration"], status["replicas"], status["readyReplicas"]) == (1, 3, 3)
+    assert status["customers"] == 10
+    assert world.kube.reasons() == ["Created", "AllReplicasReady"]
+    assert world.metric("heartbeat_operator_ready_replicas", namespace=NS, simulation="ward") == 3
+    assert (
+        world.metric("heartbeat_operator_condition", namespace=NS, simulation="ward", type="Ready")
+        == 1
+    )
+    assert world.metric("heartbeat_operator_simulations") == 1
+
+
+def test_reconciling_a_settled_simulation_again_writes_and_posts_nothing(world: World) -> None:
+    world.kube.apply("ward", {"customers": 10, "replicas": 3})
+    world.reconcile()
+    world.kube.settle("ward")
+    world.reconcile()
+    writes, events = list(world.kube.writes), list(world.kube.events)
+    for _ in range(3):
+        assert world.reconcile() == "ok"
+    assert world.kube.writes == writes
+    assert world.kube.events == events
+    assert world.metric("heartbeat_operator_reconcile_total", result="ok") == 5
+
+
+def test_a_spec_change_is_an_update_not_drift(world: World) -> None:
+    world.kube.apply("ward", {"customers": 10, "replicas": 3})
+    world.reconcile()
+    world.kube.settle("ward")
+    world.reconcile()
+    world.kube.apply("ward", {"customers": 20, "replicas": 4})
+    world.reconcile()
+    env = {
+        e["name"]: e["value"]
+        for e in world.sts()["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert (env["PRODUCER_CUSTOMERS"], env["PRODUCER_SHARD_COUNT"]) == ("20", "4")
+    assert world.sts()["spec"]["replicas"] == 4
+    assert world.kube.events[-1][:2] == ("Normal", "Updated")
+    assert "3 -> 4 replicas, rolling out a new pod template" in world.kube.events[-1][2]
+    assert world.kube.status("ward")["observedGeneration"] == 2
+    assert world.metric("heartbeat_operator_drift_repaired_total") == 0
+
+
+def test_someone_scaling_the_statefulset_is_put_back_and_reported(world: World) -> None:
+    world.kube.apply("ward", {"customers": 10, "replicas": 3})
+    world.reconcile()
+    world.kube.settle("ward")
+    world.reconcile()
+    world.kube.edit_statefulset("ward", replicas=7)
+    world.reconcile()
+    assert world.sts()["spec"]["replicas"] == 3
+    (message,) = [
+        m for kind, r, m in world.kube.events if (kind, r) == ("Warning", "DriftRepaired")
+    ]
+    assert "spec.replicas" in message
+    assert world.kube.condition("ward", "Ready") == ("False", "RollingOut")
+    assert world.metric("heartbeat_operator_drift_repaired_total") == 1
+
+
+def test_a_deleted_statefulset_is_created_again_and_reported(world: World) -> None:
+    world.kube.apply("ward", {"customers": 10, "replicas": 3})
+    world.reconcile()
+    world.kube.settle("ward")
+    world.reconcile()
+    del world.kube.statefulsets[(NS, "ward")]
+    world.reconcile()
+    assert world.sts()["spec"]["replicas"] == 3
+    assert ("Warning", "DriftRepaired") in [e[:2] for e in world.kube.events]
+    assert world.metric("heartbeat_operator_drift_repaired_total") == 1
+
+
+def test_more_replicas_than_customers_runs_one_each_and_says_so_once(world: World) -> None:
+    world.kube.apply("ward", {"customers": 3, "replicas": 5})
+    assert world.reconcile() == "invalid"
+    world.kube.settle("ward")
+    world.reconcile()
+    world.reconcile()
+    assert world.sts()["spec"]["replicas"] == 3
+    assert world.kube.condition("ward", "Ready") == ("False", "TooManyReplicas")
+    assert world.kube.status("ward")["customers"] == 3
+    warnings = [e for e in world.kube.events if e[0] == "Warning"]
+    assert [e[1] for e in warnings] == ["TooManyReplicas"]
+    assert world.metric("heartbeat_operator_reconcile_total", result="invalid") == 3
+
+    world.kube.apply("ward", {"customers": 3, "replicas": 2})
+    world.reconcile()
+    world.kube.settle("ward")
+    world.reconcile()
+    assert world.kube.condition("ward", "Ready") == ("True", "AllReplicasReady")
+
+
+def test_a_spec_that_fails_validation_leaves_the_statefulset_alone(world: World) -> None:
+    world.kube.apply("ward", {"customers": 10, "replicas": 2})
+    world.reconcile()
+    before = dict(world.sts())
+    world.kube.apply("ward", {"customers": 0})
+    assert world.reconcile() == "invalid"
+    assert world.sts() == before
+    assert world.kube.condition("ward", "Ready") == ("False", "InvalidSpec")
+    assert world.kube.condition("ward", "Progressing") == ("False", "InvalidSpec")
+    assert world.metric("heartbeat_operator_desired_replicas", namespace=NS, simulation="ward") == 0
+
+
+def test_a_statefulset_someone_else_owns_is_never_overwritten(world: World) -> None:
+    body = world.kube.apply("ward", {"customers": 10, "replicas": 2})
+    foreign = statefulset(
+        SimulationRef(NS, "ward", "someone-else"), parse_spec({"customers": 1}), world.generator
+    )
+    world.kube.create_statefulset(foreign)
+    world.kube.writes.clear()
+    world.reconcile()
+    assert world.sts()["metadata"]["ownerReferences"][0]["uid"] == "someone-else"
+    assert world.kube.writes == ["status ward"]
+    assert world.kube.condition("ward", "Ready") == ("False", "StatefulSetNotOwned")
+    assert body["metadata"]["uid"] != "someone-else"
+
+
+def test_pausing_scales_to_zero_without_rolling_and_resuming_scales_back(world: World) -> None:
+    world.kube.apply("ward", {"customers": 10, "replicas": 3})
+    world.reconcile()
+    world.kube.settle("ward")
+    world.reconcile()
+    template = world.sts()["spec"]["template"]
+
+    world.kube.apply("ward", {"customers": 10, "replicas": 3, "paused": True})
+    world.reconcile()
+    world.kube.settle("ward")
+    world.reconcile()
+    assert world.sts()["spec"]["replicas"] == 0
+    assert world.sts()["spec"]["template"] == template
+    assert world.kube.condition("ward", "Paused") == ("True", "Paused")
+    assert world.kube.condition("ward", "Ready") == ("False", "Paused")
+    assert world.kube.status("ward")["customers"] == 0
+    assert "Paused" in world.kube.reasons()
+
+    world.kube.apply("ward", {"customers": 10, "replicas": 3, "paused": False})
+    world.reconcile()
+    world.kube.settle("ward")
+    world.reconcile()
+    assert world.sts()["spec"]["replicas"] == 3
+    assert world.kube.condition("ward", "Paused") == ("False", "NotPaused")
+    assert world.kube.condition("ward", "Ready") == ("True", "AllReplicasReady")
+    assert world.kube.reasons()[-2:] == ["Resumed", "AllReplicasReady"]
+
+
+def test_a_deleted_simulation_loses_its_metric_series(world: World) -> None:
+    world.kube.apply("ward", {"customers": 10, "replicas": 3})
+    world.kube.apply("clinic", {"customers": 10, "replicas": 1})
+    assert world.reconciler.reconcile_all() == 0
+    assert world.metric("heartbeat_operator_simulations") == 2
+    del world.kube.simulations[(NS, "ward")]
+    world.reconciler.reconcile_all()
+    assert world.metric("heartbeat_operator_simulations") == 1
+    assert (
+        world.metric("heartbeat_operator_desired_replicas", namespace=NS, simulation="ward") is None
+    )
+    assert (
+        world.metric("heartbeat_operator_desired_replicas", namespace=NS, simulation="clinic") == 1
+    )
+
+
+def test_an_api_failure_is_counted_and_raised_for_a_retry(world: World) -> None:
+    world.kube.apply("ward", {"customers": 10, "replicas": 3})
+    world.kube.failing = "create_statefulset"
+    with pytest.raises(KubeError):
+        world.reconcile()
+    assert world.metric("heartbeat_operator_reconcile_total", result="error") == 1
+    assert world.kube.status("ward") == {}
+    world.kube.failing = None
+    assert world.reconcile() == "ok"
+
+
+def test_the_resync_counts_failures_and_goes_on_with_the_others(world: World) -> None:
+    world.kube.apply("ward", {"customers": 10, "replicas": 3})
+    world.kube.apply("clinic", {"customers": 10, "replicas": 1})
+    world.kube.failing = "create_statefulset"
+    assert world.reconciler.reconcile_all() == 2
+    world.kube.failing = None
+    assert world.reconciler.reconcile_all() == 0
+    assert {name for _, name in world.kube.statefulsets} == {"ward", "clinic"}
