@@ -324,26 +324,38 @@ Refuse values that would render a broken release. Called from the consumer Deplo
 {{- end }}
 
 {{/*
-What the operator may do, in its namespace (Role) or everywhere (ClusterRole). It runs kopf
-standalone (no peering resources), and the CRD is installed with the chart before the
-operator starts, so it needs neither CRD nor namespace watching.
+What the operator may do, in its namespace (Role) or everywhere (ClusterRole): exactly the
+calls it makes. It runs kopf standalone (no peering resources) with scanning off (the CRD
+is installed with the chart before the operator starts, and the namespaces are named), so
+it lists and watches neither CRDs nor namespaces. It adds no finalizers and deletes
+nothing: ownerReferences let Kubernetes delete a simulation's StatefulSet with it.
 */}}
 {{- define "heartbeat.operator.rules" -}}
-# HeartbeatSimulations: read and watch them; patch them for kopf's finalizer and
-# progress annotations.
+# HeartbeatSimulations: read and watch them; patch them for kopf's bookkeeping
+# annotations (heartbeat.dev/last-handled-configuration).
 - apiGroups: ["heartbeat.dev"]
   resources: ["heartbeatsimulations"]
   verbs: ["get", "list", "watch", "patch"]
-# Their status: observed generation, replicas, conditions.
+# Their status: observed generation, replicas, customers, conditions (a merge patch).
 - apiGroups: ["heartbeat.dev"]
   resources: ["heartbeatsimulations/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["patch"]
+# Where the OwnerReferencesPermissionEnforcement admission plugin is on (OpenShift, for
+# one), setting blockOwnerDeletion in the StatefulSet's ownerReference needs this.
+- apiGroups: ["heartbeat.dev"]
+  resources: ["heartbeatsimulations/finalizers"]
+  verbs: ["update"]
 # The generator StatefulSet each HeartbeatSimulation owns (its pods' ordinals pick
-# their slices of the customers).
+# their slices of the customers): created, read, watched, and replaced whole when it
+# differs from the spec.
 - apiGroups: ["apps"]
   resources: ["statefulsets"]
-  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
-# Events about what it does (kopf posts core/v1 Events).
+  verbs: ["get", "list", "watch", "create", "update"]
+# The generator pods, read only: the status counts the customers the ready ones simulate.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
+# Events about what it does (Created, Updated, DriftRepaired, TooManyReplicas...).
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
