@@ -38,6 +38,10 @@ NOT_OWNED = "StatefulSetNotOwned"
 # Created and Updated Events already say that a rollout starts.
 ROUTINE = frozenset({"Creating", "RollingOut", "Paused"})
 
+# A write refused because the object changed since it was read (409) is normal: the
+# StatefulSet controller updates its status all the time. Read again and retry at once.
+CONFLICT_ATTEMPTS = 3
+
 Key = tuple[str, str]
 
 
@@ -66,11 +70,15 @@ class Reconciler:
     def reconcile(self, namespace: str, name: str, trigger: str) -> str:
         """Bring one simulation to its spec; returns ok or invalid, raises ``KubeError``."""
         with self._lock((namespace, name)):
-            try:
-                result = self._reconcile(namespace, name, trigger)
-            except KubeError:
-                self._metrics.reconciles.labels("error").inc()
-                raise
+            for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+                try:
+                    result = self._reconcile(namespace, name, trigger)
+                    break
+                except KubeError as exc:
+                    if exc.status == 409 and attempt < CONFLICT_ATTEMPTS:
+                        continue  # the StatefulSet moved meanwhile: read it again
+                    self._metrics.reconciles.labels("error").inc()
+                    raise
         self._metrics.reconciles.labels(result).inc()
         return result
 
@@ -207,6 +215,8 @@ class Reconciler:
             if condition["type"] == READY and condition["status"] == "True":
                 self._event(body, "Normal", reason, message)
             elif condition["type"] == READY and reason not in ROUTINE:
+                meta = body["metadata"]
+                logger.warning("%s/%s: %s: %s", meta["namespace"], meta["name"], reason, message)
                 self._event(body, "Warning", reason, message)
             elif condition["type"] == PAUSED and condition["status"] == "True":
                 self._event(body, "Normal", "Paused", message)

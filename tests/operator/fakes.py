@@ -19,6 +19,7 @@ class FakeKube:
         self.events: list[tuple[str, str, str]] = []
         self.writes: list[str] = []
         self.failing: str | None = None
+        self.conflicts = 0
         self._uids = 0
 
     def _fail(self, call: str) -> None:
@@ -97,6 +98,9 @@ class FakeKube:
         meta = manifest["metadata"]
         key = (meta["namespace"], meta["name"])
         current = self.statefulsets[key]
+        if self.conflicts:
+            self.conflicts -= 1
+            current["metadata"]["resourceVersion"] += "0"  # the controller wrote meanwhile
         if current["metadata"]["resourceVersion"] != resource_version:
             raise KubeError("replace: 409 Conflict", 409)
         self.writes.append(f"replace {meta['name']}")

@@ -238,3 +238,19 @@ def test_the_resync_counts_failures_and_goes_on_with_the_others(world: World) ->
     world.kube.failing = None
     assert world.reconciler.reconcile_all() == 0
     assert {name for _, name in world.kube.statefulsets} == {"ward", "clinic"}
+
+
+def test_a_write_conflict_is_retried_at_once_with_a_fresh_read(world: World) -> None:
+    world.kube.apply("ward", {"customers": 10, "replicas": 3})
+    world.reconcile()
+    world.kube.apply("ward", {"customers": 10, "replicas": 4})
+    world.kube.conflicts = 2
+    assert world.reconcile() == "ok"
+    assert world.sts()["spec"]["replicas"] == 4
+    assert world.metric("heartbeat_operator_reconcile_total", result="error") == 0
+
+    world.kube.apply("ward", {"customers": 10, "replicas": 5})
+    world.kube.conflicts = 3
+    with pytest.raises(KubeError):
+        world.reconcile()
+    assert world.metric("heartbeat_operator_reconcile_total", result="error") == 1
