@@ -1,0 +1,206 @@
+"""Drive the local control plane and the operator process for the integration tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from localstack.cluster.control_plane import Cluster
+from localstack.ports import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+CRD_FILE = REPO / "charts/heartbeat/crds/heartbeatsimulations.heartbeat.dev.yaml"
+CHART = REPO / "charts/heartbeat"
+T = TypeVar("T")
+
+
+def eventually(check: Callable[[], T], timeout: float = 60.0, what: str = "") -> T:
+    """``check()`` once it returns something truthy; fails after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: T = check()
+    while not last:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what or check}")
+        time.sleep(0.3)
+        last = check()
+    return last
+
+
+class Kubectl:
+    """kubectl against the test cluster, in one namespace unless told otherwise."""
+
+    def __init__(self, cluster: Cluster, namespace: str = "") -> None:
+        self.cluster = cluster
+        self.namespace = namespace
+
+    def run(
+        self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        scope = ["-n", self.namespace] if self.namespace else []
+        done = subprocess.run(
+            [
+                str(self.cluster.kubectl),
+                "--kubeconfig",
+                str(self.cluster.kubeconfig),
+                *scope,
+                *args,
+            ],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
+        return done
+
+    def apply(
+        self, manifest: dict[str, Any], check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return self.run("apply", "-f", "-", stdin=json.dumps(manifest), check=check)
+
+    def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        done = self.run("get", kind, name, "-o", "json", "--ignore-not-found")
+        return json.loads(done.stdout) if done.stdout.strip() else None
+
+    def items(self, kind: str, *selectors: str) -> list[dict[str, Any]]:
+        return list(json.loads(self.run("get", kind, *selectors, "-o", "json").stdout)["items"])
+
+    def wait(self, what: str, condition: str, timeout: int = 60) -> None:
+        self.run("wait", what, f"--for={condition}", f"--timeout={timeout}s", timeout=timeout + 30)
+
+
+def simulation(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "heartbeat.dev/v1alpha1",
+        "kind": "HeartbeatSimulation",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def operator_kubeconfig(admin: Kubectl, namespace: str, path: Path) -> Path:
+    """A kubeconfig for a ServiceAccount bound to the chart's operator Role, nothing more."""
+    role = subprocess.run(
+        [
+            str(admin.cluster.helm),
+            "template",
+            "hb",
+            str(CHART),
+            "--namespace",
+            namespace,
+            "--show-only",
+            "templates/operator-role.yaml",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    role_name = yaml.safe_load(role)["metadata"]["name"]
+    admin.run("apply", "-f", "-", stdin=role)
+    admin.run("create", "serviceaccount", "operator")
+    admin.run(
+        "create", "rolebinding", "operator", f"--role={role_name}",
+        f"--serviceaccount={namespace}:operator",
+    )  # fmt: skip
+    token = admin.run("create", "token", "operator", "--duration=1h").stdout.strip()
+    raw = json.loads(
+        admin.run("config", "view", "--raw", "--minify", "--flatten", "-o", "json").stdout
+    )
+    cluster = raw["clusters"][0]
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [cluster],
+                "users": [{"name": "operator", "user": {"token": token}}],
+                "contexts": [
+                    {
+                        "name": "operator",
+                        "context": {
+                            "cluster": cluster["name"],
+                            "user": "operator",
+                            "namespace": namespace,
+                        },
+                    }
+                ],
+                "current-context": "operator",
+            }
+        )
+    )
+    return path
+
+
+class OperatorProcess:
+    """``python -m heartbeat_operator`` as a child process, restartable, never left behind."""
+
+    def __init__(self, kubeconfig: Path, namespace: str, workdir: Path) -> None:
+        self.port = free_port()
+        self.log = workdir / "operator.log"
+        self._workdir = workdir
+        self._env = {
+            **os.environ,
+            "KUBECONFIG": str(kubeconfig),
+            "OPERATOR_NAMESPACES": namespace,
+            "OPERATOR_RESYNC_INTERVAL_SECONDS": "5",
+            "METRICS_HOST": "127.0.0.1",
+            "METRICS_PORT": str(self.port),
+            "KAFKA_BOOTSTRAP_SERVERS": "kafka.example:9092",
+            "LOG_LEVEL": "INFO",
+        }
+        self._env.pop("KUBERNETES_SERVICE_HOST", None)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> OperatorProcess:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "heartbeat_operator"],
+                cwd=self._workdir,
+                env=self._env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        eventually(lambda: self.get("/readyz")[0] == 200, 60, "the operator's /readyz")
+        return self
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, ""
+        except OSError:
+            return 0, ""
+
+    def metric(self, line_start: str) -> float | None:
+        for line in self.get("/metrics")[1].splitlines():
+            if line.startswith(line_start + " "):
+                return float(line.rsplit(" ", 1)[1])
+        return None
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.process is None:
+            return 0
+        self.process.send_signal(sig)
+        try:
+            code = self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait(timeout=10)
+        self.process = None
+        return code
+
+    def logged(self) -> str:
+        return self.log.read_text(errors="replace")
