@@ -21,6 +21,7 @@ from localstack.ports import free_port
 REPO = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO / "charts/heartbeat/crds/heartbeatsimulations.heartbeat.dev.yaml"
 CHART = REPO / "charts/heartbeat"
+EXAMPLE = REPO / "operator/examples/heartbeatsimulation.yaml"
 T = TypeVar("T")
 
 

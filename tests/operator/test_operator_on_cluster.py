@@ -22,6 +22,7 @@ from localstack.cluster.control_plane import Cluster
 
 from .cluster import (
     CRD_FILE,
+    EXAMPLE,
     Kubectl,
     OperatorProcess,
     eventually,
@@ -323,6 +324,12 @@ def test_an_operator_killed_mid_way_converges_when_it_comes_back(
     assert wait_ready(kube, "restart")["readyReplicas"] == 3
     assert wait_ready(kube, "late")["customers"] == 5
     assert_slices_cover(ready_pods(kube, "restart"), first=1, customers=10)
+
+
+def test_the_example_resource_becomes_ready(kube: Kubectl, operator: OperatorProcess) -> None:
+    kube.run("apply", "-f", str(EXAMPLE))
+    current = wait_ready(kube, "ward-7")
+    assert (current["readyReplicas"], current["customers"]) == (4, 1000)
 
 
 def test_the_operator_serves_health_and_metrics(kube: Kubectl, operator: OperatorProcess) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import kopf
 import pytest
@@ -10,7 +11,11 @@ import pytest
 from heartbeat.settings import Settings
 from heartbeat_operator.exceptions import OperatorSettingsError
 from heartbeat_operator.main import check_combinations, kopf_settings
-from heartbeat_operator.settings import OperatorSettings, load_operator_settings
+from heartbeat_operator.settings import (
+    OperatorSettings,
+    documented_fields,
+    load_operator_settings,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -55,3 +60,9 @@ def test_kopf_needs_no_crd_or_namespace_watching_and_keeps_out_of_the_status() -
     assert settings.posting.level == logging.ERROR
     assert isinstance(settings.persistence.progress_storage, kopf.AnnotationsProgressStorage)
     assert isinstance(settings.persistence.diffbase_storage, kopf.AnnotationsDiffBaseStorage)
+
+
+def test_the_chart_readme_documents_every_operator_setting() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "charts/heartbeat/README.md").read_text()
+    missing = [env for env, _, _ in documented_fields() if f"`{env}`" not in readme]
+    assert not missing

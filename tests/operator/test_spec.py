@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from heartbeat_operator.exceptions import InvalidSpecError
 from heartbeat_operator.spec import INVALID_SPEC, TOO_MANY_REPLICAS, check_spec, parse_spec
@@ -74,3 +77,12 @@ def test_more_replicas_than_customers_is_a_non_blocking_problem_with_a_reason() 
 @pytest.mark.parametrize(("customers", "replicas"), [(3, 3), (3, 0), (100, 7)])
 def test_replicas_up_to_customers_is_no_problem(customers: int, replicas: int) -> None:
     assert check_spec(parse_spec({"customers": customers, "replicas": replicas})) is None
+
+
+def test_the_example_resource_is_a_valid_spec() -> None:
+    example = Path(__file__).resolve().parents[2] / "operator/examples/heartbeatsimulation.yaml"
+    body = yaml.safe_load(example.read_text())
+    assert (body["apiVersion"], body["kind"]) == ("heartbeat.dev/v1alpha1", "HeartbeatSimulation")
+    spec = parse_spec(body["spec"])
+    assert check_spec(spec) is None
+    assert (spec.customers, spec.replicas) == (1000, 4)
