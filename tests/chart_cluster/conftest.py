@@ -1,0 +1,41 @@
+"""Fixtures of the chart's tests on the local control plane.
+
+The cluster itself is ``kube_cluster`` from ``localstack.cluster.fixtures``, which every test
+module here loads with ``pytest_plugins``: one cluster for the whole session, shared with
+tests/integration/test_cluster.py. Each test gets a namespace of its own.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from localstack.cluster.control_plane import Cluster
+
+from .kube import Kube
+
+# Minimal CRDs of the kinds the chart renders for prometheus-operator and KEDA, neither of
+# which runs here (see the comment in each file).
+THIRD_PARTY_CRDS = sorted((Path(__file__).parent / "crds").glob("*.yaml"))
+
+
+@pytest.fixture(scope="session")
+def kube(kube_cluster: Cluster) -> Kube:
+    return Kube(kube_cluster)
+
+
+@pytest.fixture(scope="session")
+def third_party_crds(kube: Kube) -> None:
+    kube.apply_crds(yaml.safe_load(path.read_text()) for path in THIRD_PARTY_CRDS)
+
+
+@pytest.fixture
+def namespace(kube: Kube) -> Iterator[str]:
+    name = f"chart-{uuid.uuid4().hex[:8]}"
+    kube.kubectl("create", "namespace", name)
+    yield name
+    kube.kubectl("delete", "namespace", name, "--wait=false")

@@ -1,0 +1,105 @@
+"""The API server accepts everything the chart renders, for every ci/ scenario.
+
+Helm installs crds/ before the templates, so the chart's CRD is applied for real first (a
+stronger check than a dry run), then every other manifest goes through
+``kubectl apply --dry-run=server --validate=strict``: admission, defaulting, schema validation
+and unknown-field rejection, without storing anything.
+
+ServiceMonitor, PrometheusRule, ScaledObject and TriggerAuthentication belong to
+prometheus-operator and KEDA, which do not run here. They are checked against the schema-less
+stand-in CRDs of ``crds/``: that proves their apiVersion, kind and metadata are accepted by
+a server that knows those kinds, not the shape of their spec, which tests/chart checks offline.
+The upstream CRDs are not copied in: they are large, change with each release of those
+projects, and the version a user runs is not ours to pin.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.chart.helm import CHART, CI_VALUES, KUBE_VERSION, RELEASE, scenario_id
+from tests.chart.manifests import Manifest, ident, of_kind
+
+from .kube import CommandError, Kube
+
+pytest_plugins = ["localstack.cluster.fixtures"]
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.chart,
+    pytest.mark.timeout(3600 if os.environ.get("HEARTBEAT_BUILD_CLUSTER") == "1" else 300),
+]
+
+README = CHART / "README.md"
+
+
+def render(kube: Kube, namespace: str, values: Path) -> list[Manifest]:
+    """The scenario rendered for `namespace`, CRDs and hooks included, as helm would install it."""
+    stdout = kube.helm_ok(
+        "template",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        namespace,
+        "--include-crds",
+        "--kube-version",
+        KUBE_VERSION,
+        "--values",
+        str(values),
+    )
+    return [doc for doc in yaml.safe_load_all(stdout) if doc]
+
+
+@pytest.mark.usefixtures("third_party_crds")
+@pytest.mark.parametrize("scenario", CI_VALUES, ids=scenario_id)
+def test_every_rendered_manifest_passes_the_api_servers_own_validation(
+    kube: Kube, namespace: str, scenario: Path
+) -> None:
+    manifests = render(kube, namespace, scenario)
+    crds = of_kind(manifests, "CustomResourceDefinition")
+    rest = [m for m in manifests if m["kind"] != "CustomResourceDefinition"]
+    assert crds, "the chart's CRD is part of what helm installs"
+    kube.apply_crds(crds)
+    # The ServiceAccount admission plugin looks a pod's account up in storage, and a dry-run
+    # creation stores nothing; Helm creates the `helm test` pod long after the account exists.
+    kube.apply(of_kind(rest, "ServiceAccount"), "-n", namespace)
+
+    answer = kube.apply(rest, "-n", namespace, "--dry-run=server")
+
+    admitted = answer["items"] if answer["kind"] == "List" else [answer]
+    assert sorted(ident(m) for m in admitted) == sorted(ident(m) for m in rest)
+    for manifest in admitted:
+        # Namespaced objects landed in the test's namespace; cluster-scoped ones have none.
+        assert manifest["metadata"].get("namespace") in (namespace, None), ident(manifest)
+
+
+def readme_example() -> Manifest:
+    """The HeartbeatSimulation the chart README shows."""
+    section = README.read_text().split("## HeartbeatSimulation", 1)[1]
+    block = re.search(r"```yaml\n(.*?)```", section, re.DOTALL)
+    assert block, "the README's HeartbeatSimulation section has a yaml example"
+    example: Manifest = yaml.safe_load(block.group(1))
+    assert example["kind"] == "HeartbeatSimulation"
+    return example
+
+
+def test_the_crd_accepts_the_readmes_heartbeatsimulation_and_refuses_zero_customers(
+    kube: Kube, namespace: str
+) -> None:
+    kube.apply_crds(
+        doc
+        for path in sorted((CHART / "crds").glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
+    )
+    example = readme_example()
+    kube.apply([example], "-n", namespace, "--dry-run=server")
+
+    no_customers = {**example, "spec": {**example["spec"], "customers": 0}}
+    with pytest.raises(CommandError, match=r"spec\.customers"):
+        kube.apply([no_customers], "-n", namespace, "--dry-run=server")
