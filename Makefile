@@ -92,12 +92,12 @@ test: install system-deps cluster-build ## Install everything and run the whole 
 
 .PHONY: test-unit
 test-unit: install ## Run the tests that need no services
-	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+	$(PY) -m pytest tests/unit tests/operator -m "not integration" $(PYTEST_ARGS)
 
 .PHONY: lint
 lint: install ## ruff, mypy and the import-layering contracts
-	$(VENV)/bin/ruff check app tests
-	$(VENV)/bin/ruff format --check app tests
+	$(VENV)/bin/ruff check app operator tests grafana
+	$(VENV)/bin/ruff format --check app operator tests grafana
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 

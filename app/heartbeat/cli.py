@@ -66,6 +66,16 @@ def _parser() -> argparse.ArgumentParser:
     tail.add_argument("--idle-timeout", type=float, help="stop after this many idle seconds")
     tail.add_argument("--json", action="store_true", help="one JSON object per line")
 
+    operator = sub.add_parser("operator", help="run the HeartbeatSimulation operator (kopf)")
+    operator.add_argument(
+        "--namespace",
+        action="append",
+        dest="operator_namespaces",
+        metavar="NS",
+        help="serve this namespace (repeatable); default OPERATOR_NAMESPACES, empty = all",
+    )
+    operator.add_argument("--metrics-port", type=int, dest="metrics_port")
+
     show = sub.add_parser("settings", help="show the effective settings or their documentation")
     show_as = show.add_mutually_exclusive_group()
     show_as.add_argument("--markdown", action="store_true", help="the README's settings table")
@@ -102,6 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "migrate": _migrate,
         "stats": _stats,
         "tail": _tail,
+        "operator": _operator,
         "settings": _show_settings,
     }
     try:
@@ -236,15 +247,28 @@ def _tail(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _operator(settings: Settings, args: argparse.Namespace) -> int:
+    from heartbeat_operator.main import run
+
+    return run(settings, namespaces=args.operator_namespaces)
+
+
 def _show_settings(settings: Settings, _: argparse.Namespace) -> int:
     for name, value in settings.model_dump().items():
         print(f"{Settings.env_name(name)}={'' if value is None else value}")
     return EXIT_OK
 
 
+def all_documented_fields() -> list[tuple[str, str, str]]:
+    """Every setting of every process: the pipeline's, then the operator's OPERATOR_* ones."""
+    from heartbeat_operator.settings import documented_fields as operator_fields
+
+    return [*documented_fields(), *operator_fields()]
+
+
 def settings_markdown() -> str:
     lines = ["| Variable | Default | Description |", "| --- | --- | --- |"]
-    for env, default, description in documented_fields():
+    for env, default, description in all_documented_fields():
         shown = f"`{default}`" if default != "" else "(empty)"
         lines.append(f"| `{env}` | {shown} | {description} |")
     return "\n".join(lines) + "\n"
@@ -255,7 +279,8 @@ def env_example() -> str:
         "# Every setting of the heartbeat pipeline, with its default.",
         "# Copy to .env and change what you need; the environment wins over .env.",
         "# PostgreSQL also honours libpq's PG* variables when DATABASE_URL is empty.",
+        "# OPERATOR_* settings are read by `heartbeat operator` only.",
     ]
-    for env, default, description in documented_fields():
+    for env, default, description in all_documented_fields():
         lines += ["", f"# {description}", f"{env}={default}"]
     return "\n".join(lines) + "\n"

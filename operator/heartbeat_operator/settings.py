@@ -25,6 +25,8 @@ class OperatorSettings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_prefix="OPERATOR_",
+        env_file=".env",
+        env_file_encoding="utf-8",
         extra="ignore",
         frozen=True,
         case_sensitive=False,

@@ -46,8 +46,10 @@ def test_operator_may_manage_its_resources_and_nothing_else(defaults: Any) -> No
     assert resources == {
         ("heartbeat.dev", "heartbeatsimulations"),
         ("heartbeat.dev", "heartbeatsimulations/status"),
+        ("heartbeat.dev", "heartbeatsimulations/finalizers"),
         ("apps", "statefulsets"),
         ("", "events"),
+        ("", "pods"),
     }
     assert ("heartbeat.dev", "heartbeatsimulations", "watch") in granted
     assert ("apps", "statefulsets", "create") in granted

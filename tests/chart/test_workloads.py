@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from heartbeat.settings import documented_fields
+from heartbeat_operator.settings import documented_fields as operator_fields
 
 from .helm import CHART, RELEASE, Helm
 from .manifests import container, env_of, ident, long_running, named, pods
@@ -105,7 +106,7 @@ def test_each_metrics_service_selects_exactly_one_component(defaults: Any) -> No
 def test_every_environment_variable_is_a_setting_the_application_reads(
     rendered: Any, scenario: Path
 ) -> None:
-    settings = {env for env, _, _ in documented_fields()}
+    settings = {env for env, _, _ in [*documented_fields(), *operator_fields()]}
     for manifest, spec in pods(rendered(scenario)):
         for c in spec["containers"]:
             unknown = env_of(c).keys() - settings - NOT_SETTINGS

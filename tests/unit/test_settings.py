@@ -92,7 +92,10 @@ def test_env_example_lists_every_setting_with_its_default():
         for line in committed.splitlines()
         if line and not line.startswith("#")
     }
-    assert names == {name.upper() for name in Settings.model_fields}
+    from heartbeat_operator.settings import OperatorSettings
+
+    operator = {f"OPERATOR_{name.upper()}" for name in OperatorSettings.model_fields}
+    assert names == {name.upper() for name in Settings.model_fields} | operator
 
 
 def test_readme_settings_table_is_current():
