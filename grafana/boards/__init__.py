@@ -10,9 +10,10 @@ from collections.abc import Callable
 
 from grafana_foundation_sdk.builders.dashboard import Dashboard
 
-from boards import heart_rates, pipeline
+from boards import heart_rates, operator, pipeline
 
 DASHBOARDS: dict[str, Callable[[], Dashboard]] = {
     "heartbeat-pipeline.json": pipeline.build,
     "heartbeat-heart-rates.json": heart_rates.build,
+    "heartbeat-operator.json": operator.build,
 }

@@ -1,4 +1,4 @@
-"""The few panel shapes both dashboards use, with the project's defaults."""
+"""The few panel shapes the dashboards use, with the project's defaults."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from grafana_foundation_sdk.builders.common import (
 from grafana_foundation_sdk.builders.common import ReduceDataOptions, VizLegendOptions
 from grafana_foundation_sdk.builders.dashboard import ThresholdsConfig
 from grafana_foundation_sdk.builders.stat import Panel as StatPanel
+from grafana_foundation_sdk.builders.statetimeline import Panel as StateTimelinePanel
 from grafana_foundation_sdk.builders.table import Panel as TablePanel
 from grafana_foundation_sdk.builders.timeseries import Panel as TimeseriesPanel
 from grafana_foundation_sdk.cog import builder as cogbuilder
@@ -20,12 +21,15 @@ from grafana_foundation_sdk.models.common import (
     GraphThresholdsStyleMode,
     LegendDisplayMode,
     LegendPlacement,
+    VisibilityMode,
 )
 from grafana_foundation_sdk.models.dashboard import (
     DataSourceRef,
     DynamicConfigValue,
     Threshold,
     ThresholdsMode,
+    ValueMap,
+    ValueMappingResult,
 )
 from grafana_foundation_sdk.models.dashboard import Panel as PanelModel
 
@@ -130,3 +134,40 @@ def table(
     for column, unit in sorted((units or {}).items()):
         panel = panel.override_by_name(column, [DynamicConfigValue(id_val="unit", value=unit)])
     return panel
+
+
+def state_timeline(
+    title: str,
+    description: str,
+    datasource: DataSourceRef,
+    targets: Sequence[Query],
+    *,
+    states: dict[int, tuple[str, str]],
+    width: int = 12,
+    height: int = 8,
+) -> StateTimelinePanel:
+    """One band per series; `states` maps each value to the (text, colour) it is shown as."""
+    mapping = ValueMap(
+        {
+            str(value): ValueMappingResult(text=text, color=color, index=index)
+            for index, (value, (text, color)) in enumerate(sorted(states.items()))
+        }
+    )
+    return (
+        StateTimelinePanel()
+        .title(title)
+        .description(description)
+        .datasource(datasource)
+        .targets(list(targets))
+        .span(width)
+        .height(height)
+        .show_value(VisibilityMode.NEVER)
+        .merge_values(True)
+        .mappings([mapping])
+        .legend(
+            VizLegendOptions()
+            .display_mode(LegendDisplayMode.LIST)
+            .placement(LegendPlacement.BOTTOM)
+            .show_legend(True)
+        )
+    )

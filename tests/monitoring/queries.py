@@ -5,7 +5,10 @@
 * metric names a PromQL expression reads (``metric_names``);
 * an alert's underlying series: its expression without the threshold comparisons
   (``without_thresholds``);
-* the metrics the application exports, by family, from a fresh ``CollectorRegistry``.
+* the metrics the application and the operator export, by family, from a fresh
+  ``CollectorRegistry``;
+* which running world proves each dashboard and rule group: the pipeline (``world.py``) or
+  the operator on a local control plane (``operator_world.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from heartbeat.metrics import ConsumerMetrics, ProducerMetrics
+from heartbeat_operator.metrics import OperatorMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "grafana"
@@ -29,6 +33,10 @@ DASHBOARDS = GRAFANA / "dashboards"
 RULES = GRAFANA / "alerts" / "heartbeat.rules.yaml"
 RULE_TESTS = GRAFANA / "alerts" / "tests"
 PROVISIONING = GRAFANA / "provisioning"
+
+# What the operator world proves; the pipeline world proves every other dashboard and group.
+OPERATOR_DASHBOARDS = frozenset({"heartbeat-operator.json"})
+OPERATOR_RULE_GROUPS = frozenset({"heartbeat-operator"})
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,14 @@ def panel_queries(name: str, dashboard: Mapping[str, Any]) -> list[PanelQuery]:
 
 def all_panel_queries() -> list[PanelQuery]:
     return [q for name, board in dashboards().items() for q in panel_queries(name, board)]
+
+
+def operator_panel_queries() -> list[PanelQuery]:
+    return [q for q in all_panel_queries() if q.dashboard in OPERATOR_DASHBOARDS]
+
+
+def pipeline_panel_queries() -> list[PanelQuery]:
+    return [q for q in all_panel_queries() if q.dashboard not in OPERATOR_DASHBOARDS]
 
 
 def variables(dashboard: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -217,9 +233,32 @@ def without_thresholds(expr: str) -> list[str]:
     return stripped
 
 
-def alert_rules() -> list[dict[str, Any]]:
+def rule_groups() -> dict[str, list[dict[str, Any]]]:
+    """Group name -> its alerting rules."""
     document = yaml.safe_load(RULES.read_text())
-    return [rule for group in document["groups"] for rule in group["rules"] if "alert" in rule]
+    return {
+        group["name"]: [rule for rule in group["rules"] if "alert" in rule]
+        for group in document["groups"]
+    }
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    return [rule for rules in rule_groups().values() for rule in rules]
+
+
+def operator_alert_rules() -> list[dict[str, Any]]:
+    return [
+        r for name, rules in rule_groups().items() if name in OPERATOR_RULE_GROUPS for r in rules
+    ]
+
+
+def pipeline_alert_rules() -> list[dict[str, Any]]:
+    return [
+        r
+        for name, rules in rule_groups().items()
+        if name not in OPERATOR_RULE_GROUPS
+        for r in rules
+    ]
 
 
 # --- what the application exports ------------------------------------------------------------
@@ -234,10 +273,11 @@ _SERIES_SUFFIXES = {
 
 
 def exported_families() -> dict[str, set[str]]:
-    """Metric family -> the series names Prometheus stores for it, for every class in
-    heartbeat.metrics, each registered on a fresh CollectorRegistry."""
+    """Metric family -> the series names Prometheus stores for it, for every metrics class
+    of the processes (heartbeat.metrics and heartbeat_operator.metrics), each registered on
+    a fresh CollectorRegistry."""
     families: dict[str, set[str]] = {}
-    for metrics_class in (ProducerMetrics, ConsumerMetrics):
+    for metrics_class in (ProducerMetrics, ConsumerMetrics, OperatorMetrics):
         registry = CollectorRegistry()
         metrics_class(registry)
         for family in registry.collect():

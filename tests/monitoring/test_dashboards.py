@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import yaml
 
-from tests.monitoring.queries import DASHBOARDS, PROVISIONING, all_panel_queries, dashboards
+from tests.monitoring.queries import (
+    DASHBOARDS,
+    OPERATOR_DASHBOARDS,
+    OPERATOR_RULE_GROUPS,
+    PROVISIONING,
+    all_panel_queries,
+    dashboards,
+    rule_groups,
+)
 
 
 def test_committed_dashboards_are_exactly_what_the_builder_generates_now(grafana_builder):
@@ -44,7 +52,7 @@ def test_every_panel_and_query_uses_a_data_source_the_provisioning_defines():
 
 def test_dashboards_have_unique_uids_panel_ids_and_a_query_in_every_panel():
     uids = [board["uid"] for board in dashboards().values()]
-    assert len(uids) == len(set(uids)) == 2
+    assert len(uids) == len(set(uids)) == 3
     for name, board in dashboards().items():
         ids = [panel["id"] for panel in board["panels"]]
         assert len(ids) == len(set(ids)), name
@@ -59,3 +67,10 @@ def test_the_dashboard_provider_loads_the_folder_of_the_generated_files():
     (only,) = provider["providers"]
     assert only["type"] == "file"
     assert only["options"]["path"] == "$HEARTBEAT_DASHBOARDS_DIR"
+
+
+def test_the_operator_world_proves_dashboards_and_rule_groups_that_exist():
+    # Everything not named here is proven against the running pipeline instead.
+    assert set(dashboards()) >= OPERATOR_DASHBOARDS
+    assert set(rule_groups()) >= OPERATOR_RULE_GROUPS
+    assert set(rule_groups()) - OPERATOR_RULE_GROUPS, "the pipeline's rules are left"

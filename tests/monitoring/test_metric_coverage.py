@@ -1,8 +1,9 @@
 """Dashboards and alerts read the metrics the code exports, and every metric is shown.
 
-Both directions are checked against the metric classes of heartbeat.metrics, each registered
-on a fresh CollectorRegistry: a panel cannot ask for a metric that does not exist, and a new
-metric cannot be added without a panel, unless it is listed below as internal.
+Both directions are checked against the metric classes of heartbeat.metrics (producer and
+consumer) and heartbeat_operator.metrics (operator), each registered on a fresh
+CollectorRegistry: a panel cannot ask for a metric that does not exist, and a new metric
+cannot be added without a panel, unless it is listed below as internal.
 """
 
 from __future__ import annotations

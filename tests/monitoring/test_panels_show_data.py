@@ -1,4 +1,5 @@
-"""Every panel and alert, run against a real Prometheus and PostgreSQL fed by the pipeline.
+"""Every pipeline panel and alert, run against a real Prometheus and PostgreSQL fed by the
+pipeline (the operator's: test_operator_panels_show_data.py).
 
 A dashboard that renders "No data" is worse than none: each PromQL panel query must return
 series, each SQL panel query rows, each alert expression must evaluate and, with its
@@ -17,12 +18,13 @@ import pytest
 from localstack.prometheus import PrometheusQueryError
 from tests.monitoring.queries import (
     alert_rules,
-    all_panel_queries,
     dashboards,
     expand_promql,
     expand_sql,
     metric_names,
     panel_queries,
+    pipeline_alert_rules,
+    pipeline_panel_queries,
     sql_value,
     variables,
     without_thresholds,
@@ -57,7 +59,7 @@ def _variable_values(monitored, dashboard) -> dict[str, str]:
 
 
 def test_every_prometheus_panel_query_returns_series_from_the_running_pipeline(monitored):
-    queries = [q for q in all_panel_queries() if q.datasource == "prometheus"]
+    queries = [q for q in pipeline_panel_queries() if q.datasource == "prometheus"]
     assert len(queries) >= 15
     empty = []
     for query in queries:
@@ -146,7 +148,7 @@ def test_stale_customer_panels_list_exactly_the_customers_without_a_reading_for_
 
 def test_every_alert_expression_evaluates_and_sees_its_series_without_the_threshold(monitored):
     blind = []
-    for rule in alert_rules():
+    for rule in pipeline_alert_rules():
         try:
             monitored.prometheus.query(rule["expr"])
         except PrometheusQueryError as error:
@@ -173,5 +175,7 @@ def test_prometheus_evaluates_every_loaded_rule_without_error(monitored):
 
 
 def test_a_healthy_pipeline_meets_no_alert_condition(monitored):
-    met = {rule["alert"]: monitored.prometheus.query(rule["expr"]) for rule in alert_rules()}
+    met = {
+        rule["alert"]: monitored.prometheus.query(rule["expr"]) for rule in pipeline_alert_rules()
+    }
     assert {name: result for name, result in met.items() if result} == {}
