@@ -29,23 +29,23 @@ system-deps: ## Install the OS packages the local stack needs (Java, Maven, Post
 
 .PHONY: stack
 stack: install system-deps ## Start local Kafka (KRaft) and PostgreSQL in the background; settings in .stack/env
-	$(PY) -m localstack up --dir $(STACK_DIR)
+	$(PY) -m heartbeat_localstack up --dir $(STACK_DIR)
 
 .PHONY: stack-down
 stack-down: ## Stop the local Kafka and PostgreSQL
-	@if [ -x $(PY) ]; then $(PY) -m localstack down --dir $(STACK_DIR); fi
+	@if [ -x $(PY) ]; then $(PY) -m heartbeat_localstack down --dir $(STACK_DIR); fi
 
 .PHONY: cluster-build
 cluster-build: install ## Build the local Kubernetes control plane, helm and kubectl once (cached in ~/.cache/heartbeat)
-	$(PY) -m localstack.cluster build
+	$(PY) -m heartbeat_localstack.cluster build
 
 .PHONY: cluster
 cluster: cluster-build ## Start a local Kubernetes control plane (kwok nodes); kubeconfig in .stack/kubeconfig
-	$(PY) -m localstack.cluster up --dir $(STACK_DIR)
+	$(PY) -m heartbeat_localstack.cluster up --dir $(STACK_DIR)
 
 .PHONY: cluster-down
 cluster-down: ## Stop the local Kubernetes control plane
-	@if [ -x $(PY) ]; then $(PY) -m localstack.cluster down --dir $(STACK_DIR); fi
+	@if [ -x $(PY) ]; then $(PY) -m heartbeat_localstack.cluster down --dir $(STACK_DIR); fi
 
 .PHONY: migrate
 migrate: stack ## Apply pending database migrations to the local PostgreSQL
@@ -68,11 +68,11 @@ dev: migrate ## Run the whole pipeline locally: stack, migrations, producer and 
 
 .PHONY: monitor
 monitor: install system-deps ## Start Prometheus scraping the local producer (8001) and consumer (8002), with the alert rules
-	$(PY) -m localstack.prometheus up --dir $(STACK_DIR) --targets 127.0.0.1:$(PRODUCER_METRICS_PORT),127.0.0.1:$(CONSUMER_METRICS_PORT)
+	$(PY) -m heartbeat_localstack.prometheus up --dir $(STACK_DIR) --targets 127.0.0.1:$(PRODUCER_METRICS_PORT),127.0.0.1:$(CONSUMER_METRICS_PORT)
 
 .PHONY: monitor-down
 monitor-down: ## Stop that Prometheus
-	@if [ -x $(PY) ]; then $(PY) -m localstack.prometheus down --dir $(STACK_DIR); fi
+	@if [ -x $(PY) ]; then $(PY) -m heartbeat_localstack.prometheus down --dir $(STACK_DIR); fi
 
 .PHONY: stats
 stats: ## Row and anomaly counts and per-customer statistics from the local PostgreSQL

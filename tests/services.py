@@ -9,7 +9,7 @@ Load them from a conftest with ``pytest_plugins = ["tests.services"]`` (or
 
 The backend comes from HEARTBEAT_TEST_SERVICES:
 
-    local        real processes from `localstack` (Kafka jars from Maven Central, Debian's
+    local        real processes from `heartbeat_localstack` (Kafka jars from Maven Central, Debian's
                  PostgreSQL), state in temporary folders, fresh ports; never the
                  developer's .stack
     containers   testcontainers (needs a Docker engine)
@@ -29,9 +29,9 @@ from typing import Any, Protocol
 import psycopg
 import pytest
 
-from localstack.kafka import KafkaBroker
-from localstack.ports import free_port
-from localstack.postgres import PostgresServer
+from heartbeat_localstack.kafka import KafkaBroker
+from heartbeat_localstack.ports import free_port
+from heartbeat_localstack.postgres import PostgresServer
 
 __all__ = ["kafka_service", "postgres_service", "services_backend"]
 

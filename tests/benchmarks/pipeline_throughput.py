@@ -36,8 +36,8 @@ from heartbeat.server import Health
 from heartbeat.settings import Settings
 from heartbeat.store import Store
 from heartbeat.validation import Reading, validate
-from localstack.kafka import KafkaBroker
-from localstack.postgres import PostgresServer
+from heartbeat_localstack.kafka import KafkaBroker
+from heartbeat_localstack.postgres import PostgresServer
 from tests.integration.pipeline import create_database
 
 logger = logging.getLogger("benchmark")

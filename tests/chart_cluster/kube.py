@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from localstack.cluster.control_plane import Cluster
+from heartbeat_localstack.cluster.control_plane import Cluster
 from tests.chart.helm import CHART, RELEASE, Helm, Result
 
 # `helm --wait` gives up after this; kwok makes pods Ready within seconds.

@@ -27,7 +27,7 @@ from tests.chart.manifests import Manifest, ident, of_kind
 
 from .kube import CommandError, Kube
 
-pytest_plugins = ["localstack.cluster.fixtures"]
+pytest_plugins = ["heartbeat_localstack.cluster.fixtures"]
 
 pytestmark = [
     pytest.mark.integration,

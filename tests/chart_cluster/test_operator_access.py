@@ -18,7 +18,7 @@ from tests.chart.helm import RELEASE
 
 from .kube import Kube, poll
 
-pytest_plugins = ["localstack.cluster.fixtures"]
+pytest_plugins = ["heartbeat_localstack.cluster.fixtures"]
 
 pytestmark = [
     pytest.mark.integration,

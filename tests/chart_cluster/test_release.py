@@ -34,7 +34,7 @@ from .kube import (
 )
 from .lockdown import security_problems
 
-pytest_plugins = ["localstack.cluster.fixtures"]
+pytest_plugins = ["heartbeat_localstack.cluster.fixtures"]
 
 pytestmark = [
     pytest.mark.integration,

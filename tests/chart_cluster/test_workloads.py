@@ -19,7 +19,7 @@ from tests.chart.manifests import ident
 from .kube import INSTANCE, Kube, events_of
 from .lockdown import probe_problems, security_problems
 
-pytest_plugins = ["localstack.cluster.fixtures"]
+pytest_plugins = ["heartbeat_localstack.cluster.fixtures"]
 
 pytestmark = [
     pytest.mark.integration,

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from localstack.cluster.control_plane import Cluster
+from heartbeat_localstack.cluster.control_plane import Cluster
 
-pytest_plugins = ["localstack.cluster.fixtures"]
+pytest_plugins = ["heartbeat_localstack.cluster.fixtures"]
 
 pytestmark = [
     pytest.mark.integration,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from heartbeat.kafka import ensure_topics
-from localstack.kafka import KafkaBroker
+from heartbeat_localstack.kafka import KafkaBroker
 from tests.integration.pipeline import fixed_readings, valid_keys, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

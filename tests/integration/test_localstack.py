@@ -19,7 +19,7 @@ def test_kafka_takes_a_new_topic_and_hands_back_a_produced_message(
     kafka_service: KafkaService,
 ) -> None:
     servers = kafka_service.bootstrap_servers
-    topic = f"localstack-{uuid.uuid4().hex[:8]}"
+    topic = f"heartbeat_localstack-{uuid.uuid4().hex[:8]}"
     admin = AdminClient({"bootstrap.servers": servers})
     admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(
         timeout=30

@@ -5,7 +5,7 @@ running it as a script does). ``monitored`` is a running pipeline under a real P
 shared by the integration tests of this folder: see ``tests/monitoring/world.py``.
 ``operated`` is a running operator on the local control plane under a real Prometheus: see
 ``tests/monitoring/operator_world.py``; a module using it loads the control plane's fixtures
-(``pytest_plugins = ["localstack.cluster.fixtures"]``).
+(``pytest_plugins = ["heartbeat_localstack.cluster.fixtures"]``).
 """
 
 from __future__ import annotations

@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 
-from localstack.cluster.control_plane import Cluster
-from localstack.ports import free_port
-from localstack.process import tail
-from localstack.prometheus import PrometheusServer
+from heartbeat_localstack.cluster.control_plane import Cluster
+from heartbeat_localstack.ports import free_port
+from heartbeat_localstack.process import tail
+from heartbeat_localstack.prometheus import PrometheusServer
 from tests.integration.pipeline import terminate
 from tests.monitoring.queries import RULES
 from tests.operator.cluster import CRD_FILE, Kubectl, operator_kubeconfig, simulation

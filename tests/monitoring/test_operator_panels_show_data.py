@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from localstack.prometheus import PrometheusQueryError
+from heartbeat_localstack.prometheus import PrometheusQueryError
 from tests.monitoring.operator_world import SIMULATIONS, Operated
 from tests.monitoring.queries import (
     OPERATOR_RULE_GROUPS,
@@ -26,7 +26,7 @@ from tests.monitoring.queries import (
 )
 from tests.monitoring.world import GRAFANA_INTERVALS
 
-pytest_plugins = ["localstack.cluster.fixtures"]
+pytest_plugins = ["heartbeat_localstack.cluster.fixtures"]
 
 pytestmark = [
     pytest.mark.integration,

@@ -15,7 +15,7 @@ from numbers import Number
 import psycopg
 import pytest
 
-from localstack.prometheus import PrometheusQueryError
+from heartbeat_localstack.prometheus import PrometheusQueryError
 from tests.monitoring.queries import (
     alert_rules,
     dashboards,

@@ -1,4 +1,4 @@
-"""`python -m localstack.prometheus`: a real Prometheus, started, adopted, restarted, stopped."""
+"""`python -m heartbeat_localstack.prometheus`: a real Prometheus started, adopted, stopped."""
 
 from __future__ import annotations
 
@@ -9,15 +9,15 @@ import urllib.request
 
 import pytest
 
-from localstack.exceptions import ServiceStartError
-from localstack.ports import free_port, port_is_free
-from localstack.prometheus import PrometheusQueryError, PrometheusServer, config_yaml
+from heartbeat_localstack.exceptions import ServiceStartError
+from heartbeat_localstack.ports import free_port, port_is_free
+from heartbeat_localstack.prometheus import PrometheusQueryError, PrometheusServer, config_yaml
 from tests.monitoring.queries import ROOT, RULES
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "localstack.prometheus", *args],
+        [sys.executable, "-m", "heartbeat_localstack.prometheus", *args],
         capture_output=True,
         text=True,
         check=False,

@@ -23,9 +23,9 @@ from psycopg.conninfo import conninfo_to_dict
 from heartbeat.generator import ReadingGenerator
 from heartbeat.kafka import ensure_topics
 from heartbeat.settings import Settings
-from localstack.ports import free_port
-from localstack.process import tail
-from localstack.prometheus import PrometheusServer
+from heartbeat_localstack.ports import free_port
+from heartbeat_localstack.process import tail
+from heartbeat_localstack.prometheus import PrometheusServer
 from tests.integration.pipeline import (
     Pipeline,
     create_database,

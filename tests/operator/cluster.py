@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 import yaml
 
-from localstack.cluster.control_plane import Cluster
-from localstack.ports import free_port
+from heartbeat_localstack.cluster.control_plane import Cluster
+from heartbeat_localstack.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO / "charts/heartbeat/crds/heartbeatsimulations.heartbeat.dev.yaml"

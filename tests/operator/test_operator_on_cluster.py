@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from heartbeat_localstack.cluster.control_plane import Cluster
 from heartbeat_operator.status import pod_slice
-from localstack.cluster.control_plane import Cluster
 
 from .cluster import (
     CRD_FILE,
@@ -30,7 +30,7 @@ from .cluster import (
     simulation,
 )
 
-pytest_plugins = ["localstack.cluster.fixtures"]
+pytest_plugins = ["heartbeat_localstack.cluster.fixtures"]
 
 pytestmark = [
     pytest.mark.integration,

@@ -1,6 +1,6 @@
 """pytest fixtures for the local control plane; load with ``pytest_plugins``.
 
-    pytest_plugins = ["localstack.cluster.fixtures"]
+    pytest_plugins = ["heartbeat_localstack.cluster.fixtures"]
 
     def test_something(kube_cluster):
         subprocess.run([kube_cluster.kubectl, "--kubeconfig", kube_cluster.kubeconfig, ...])
@@ -33,7 +33,7 @@ def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         if os.environ.get(BUILD_SWITCH) != "1":
             pytest.skip(
                 f"the Kubernetes binaries are not built in {target.bin_dir}; run "
-                f"`python -m localstack.cluster build` or set {BUILD_SWITCH}=1 "
+                f"`python -m heartbeat_localstack.cluster build` or set {BUILD_SWITCH}=1 "
                 "(the first build takes tens of minutes)"
             )
         target = build.build(progress=logger.info)

@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from localstack.ports import free_port
-from localstack.process import DetachedProcess, tail
+from heartbeat_localstack.ports import free_port
+from heartbeat_localstack.process import DetachedProcess, tail
 
 from . import kubeconfig, pki
 from .api import ApiClient
@@ -105,7 +105,7 @@ def up(
     if not target.is_built():
         raise NotBuiltError(
             f"the cluster binaries are not in {target.bin_dir}; "
-            "run `python -m localstack.cluster build` first"
+            "run `python -m heartbeat_localstack.cluster build` first"
         )
     layout = Layout(state_dir / "cluster")
     procs = _processes(layout)

@@ -15,7 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from localstack.exceptions import DownloadError, MissingToolError
+from heartbeat_localstack.exceptions import DownloadError, MissingToolError
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ POM_TEMPLATE = """\
 <?xml version="1.0" encoding="UTF-8"?>
 <project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
-  <groupId>heartbeat.localstack</groupId>
+  <groupId>heartbeat.heartbeat_localstack</groupId>
   <artifactId>kafka-broker-jars</artifactId>
   <version>{kafka}</version>
   <packaging>pom</packaging>

@@ -1,6 +1,6 @@
 """A real Apache Kafka broker: one KRaft node acting as broker and controller.
 
-The jars come from Maven Central (see `localstack.maven`); the broker runs as a detached
+The jars come from Maven Central (see `heartbeat_localstack.maven`); the broker runs as a detached
 ``java ... kafka.Kafka server.properties`` process whose files all live in its state dir:
 
     server.properties, log4j2.properties   generated at every start
@@ -25,10 +25,10 @@ from typing import Any
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from localstack.exceptions import MissingToolError, ServiceStartError
-from localstack.maven import KAFKA_VERSION, kafka_libs
-from localstack.ports import HOST, accepts_connections, free_port, reuse_or_pick
-from localstack.process import DetachedProcess, tail
+from heartbeat_localstack.exceptions import MissingToolError, ServiceStartError
+from heartbeat_localstack.maven import KAFKA_VERSION, kafka_libs
+from heartbeat_localstack.ports import HOST, accepts_connections, free_port, reuse_or_pick
+from heartbeat_localstack.process import DetachedProcess, tail
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """A real Prometheus from the OS packages (Debian's /usr/bin/prometheus), scraping the pipeline.
 
-    python -m localstack.prometheus up --dir .stack [--targets 127.0.0.1:8001,127.0.0.1:8002]
-    python -m localstack.prometheus down --dir .stack
+    python -m heartbeat_localstack.prometheus up --dir .stack [--targets HOST:PORT,...]
+    python -m heartbeat_localstack.prometheus down --dir .stack
 
 ``up`` starts it detached (or keeps the one running there when nothing changed), waits until
 it is ready and prints its URL. Every target is scraped as job ``heartbeat``, and the alerting
@@ -30,9 +30,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from localstack.exceptions import LocalStackError, MissingToolError, ServiceStartError
-from localstack.ports import HOST, free_port, port_is_free
-from localstack.process import DetachedProcess, tail
+from heartbeat_localstack.exceptions import LocalStackError, MissingToolError, ServiceStartError
+from heartbeat_localstack.ports import HOST, free_port, port_is_free
+from heartbeat_localstack.process import DetachedProcess, tail
 
 logger = logging.getLogger(__name__)
 
@@ -278,7 +278,7 @@ class PrometheusServer:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m localstack.prometheus",
+        prog="python -m heartbeat_localstack.prometheus",
         description="Run a real Prometheus that scrapes the locally running pipeline.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
@@ -304,7 +304,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="localstack: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO, format="heartbeat_localstack: %(message)s", stream=sys.stderr
+    )
     state_dir = args.dir / "prometheus"
     try:
         if args.command == "up":

@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from string import Template
 
-from localstack.exceptions import MissingToolError
-from localstack.process import tail
+from heartbeat_localstack.exceptions import MissingToolError
+from heartbeat_localstack.process import tail
 
 from .exceptions import BuildError
 from .versions import BINARIES, PINNED, Versions, release_dir

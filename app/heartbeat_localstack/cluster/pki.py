@@ -14,7 +14,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from localstack.exceptions import MissingToolError
+from heartbeat_localstack.exceptions import MissingToolError
 
 from .exceptions import ClusterError
 

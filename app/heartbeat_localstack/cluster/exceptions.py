@@ -1,6 +1,6 @@
 """Errors raised by the local Kubernetes control plane.
 
-LocalStackError                 (localstack.exceptions)
+LocalStackError                 (heartbeat_localstack.exceptions)
 └── ClusterError
     ├── NotBuiltError           the binaries are not in the cache; run the build first
     ├── BuildError              a Go build failed; names the component and its log
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from localstack.exceptions import LocalStackError, ServiceStartError
+from heartbeat_localstack.exceptions import LocalStackError, ServiceStartError
 
 
 class ClusterError(LocalStackError):

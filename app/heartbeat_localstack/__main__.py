@@ -1,4 +1,4 @@
-"""Command line: ``python -m localstack up|down|status --dir .stack``."""
+"""Command line: ``python -m heartbeat_localstack up|down|status --dir .stack``."""
 
 from __future__ import annotations
 
@@ -9,16 +9,16 @@ import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
-from localstack.exceptions import LocalStackError, ServiceStartError
-from localstack.maven import KAFKA_VERSION
-from localstack.stack import Stack
+from heartbeat_localstack.exceptions import LocalStackError, ServiceStartError
+from heartbeat_localstack.maven import KAFKA_VERSION
+from heartbeat_localstack.stack import Stack
 
-logger = logging.getLogger("localstack")
+logger = logging.getLogger("heartbeat_localstack")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m localstack",
+        prog="python -m heartbeat_localstack",
         description="Run a real Kafka broker (KRaft) and PostgreSQL as local background processes.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
@@ -43,7 +43,7 @@ def _explain(exc: ServiceStartError, directory: Path) -> str:
     paragraph = (
         f"error: {exc.component} did not start: {exc.reason}. Its log is {exc.log_path}. "
         f"Whatever this command had started was stopped again; fix the cause and run "
-        f"'python -m localstack up --dir {directory}' again."
+        f"'python -m heartbeat_localstack up --dir {directory}' again."
     )
     text = textwrap.fill(paragraph, width=100)
     if exc.log_tail:
@@ -53,7 +53,9 @@ def _explain(exc: ServiceStartError, directory: Path) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="localstack: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO, format="heartbeat_localstack: %(message)s", stream=sys.stderr
+    )
     try:
         if args.command == "up":
             stack = Stack(args.dir, kafka_version=args.kafka_version)

@@ -2,7 +2,8 @@
 
 Its files live in its state dir:
 
-    data/            the cluster, made by initdb once; localstack.conf in it sets the address
+    data/            the cluster, made by initdb once; heartbeat_localstack.conf there sets
+                     the address
     run/             the unix socket (a short folder under /tmp when this path is too long)
     postgres.log     the server's log
     state.json       the port, so a later start keeps the same address
@@ -25,9 +26,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from localstack.exceptions import LocalStackError, MissingToolError, ServiceStartError
-from localstack.ports import HOST, reuse_or_pick
-from localstack.process import tail
+from heartbeat_localstack.exceptions import LocalStackError, MissingToolError, ServiceStartError
+from heartbeat_localstack.ports import HOST, reuse_or_pick
+from heartbeat_localstack.process import tail
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +145,7 @@ class PostgresServer:
             self._initdb()
         self.port = reuse_or_pick(self.port or self._saved_port())
         self._write_owned(
-            self.data_dir / "localstack.conf", server_conf(self.port, self.socket_dir)
+            self.data_dir / "heartbeat_localstack.conf", server_conf(self.port, self.socket_dir)
         )
         self._saved_path.write_text(json.dumps({"port": self.port}) + "\n")
         timeout = str(int(self.ready_timeout))
@@ -250,8 +251,8 @@ class PostgresServer:
             )
         self._write_owned(self.data_dir / "pg_hba.conf", hba_conf(bool(self.password)))
         with (self.data_dir / "postgresql.conf").open("a") as conf:
-            conf.write("\n# Address settings written by localstack at every start.\n")
-            conf.write("include_if_exists = 'localstack.conf'\n")
+            conf.write("\n# Address settings written by heartbeat_localstack at every start.\n")
+            conf.write("include_if_exists = 'heartbeat_localstack.conf'\n")
 
     def _create_database(self) -> None:
         socket = ["--host", str(self.socket_dir), "--port", str(self.port), "--username", self.user]

@@ -1,5 +1,5 @@
 """Real Kafka (KRaft) and PostgreSQL as local background processes, without Docker.
 
-`python -m localstack up --dir .stack` starts both and writes ``.stack/env``; the test
+`python -m heartbeat_localstack up --dir .stack` starts both and writes ``.stack/env``; the test
 fixtures in ``tests/services.py`` use the same classes with state in a temporary folder.
 """

@@ -11,9 +11,9 @@ import shlex
 from collections.abc import Mapping
 from pathlib import Path
 
-from localstack.kafka import KafkaBroker
-from localstack.maven import KAFKA_VERSION
-from localstack.postgres import PostgresServer
+from heartbeat_localstack.kafka import KafkaBroker
+from heartbeat_localstack.maven import KAFKA_VERSION
+from heartbeat_localstack.postgres import PostgresServer
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""``python -m localstack.cluster build|up|down|status``.
+"""``python -m heartbeat_localstack.cluster build|up|down|status``.
 
 build                 build the binaries into the cache (once per set of versions)
 up --dir .stack       start the control plane; writes .stack/kubeconfig and .stack/bin
@@ -15,7 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
-from localstack.exceptions import LocalStackError
+from heartbeat_localstack.exceptions import LocalStackError
 
 from . import build
 from .exceptions import BuildError, ComponentStartError
@@ -23,7 +23,7 @@ from .exceptions import BuildError, ComponentStartError
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m localstack.cluster",
+        prog="python -m heartbeat_localstack.cluster",
         description="A local Kubernetes control plane (etcd, API server, controllers, "
         "scheduler, kwok fake nodes) built from source and run as background processes.",
     )
