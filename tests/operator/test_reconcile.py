@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime
 
 import pytest
@@ -162,17 +163,19 @@ def test_a_spec_that_fails_validation_leaves_the_statefulset_alone(world: World)
 
 
 def test_a_statefulset_someone_else_owns_is_never_overwritten(world: World) -> None:
-    body = world.kube.apply("ward", {"customers": 10, "replicas": 2})
+    world.kube.apply("ward", {"customers": 10, "replicas": 2})
     foreign = statefulset(
         SimulationRef(NS, "ward", "someone-else"), parse_spec({"customers": 1}), world.generator
     )
     world.kube.create_statefulset(foreign)
+    before = copy.deepcopy(world.sts())
     world.kube.writes.clear()
     world.reconcile()
-    assert world.sts()["metadata"]["ownerReferences"][0]["uid"] == "someone-else"
+    world.reconcile()
+    assert world.sts() == before
     assert world.kube.writes == ["status ward"]
     assert world.kube.condition("ward", "Ready") == ("False", "StatefulSetNotOwned")
-    assert body["metadata"]["uid"] != "someone-else"
+    assert world.kube.reasons() == ["StatefulSetNotOwned"], "warned once, nothing repaired"
 
 
 def test_pausing_scales_to_zero_without_rolling_and_resuming_scales_back(world: World) -> None:
