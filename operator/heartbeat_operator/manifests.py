@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from heartbeat.settings import Settings
+from heartbeat_operator.quantity import parse_quantity
 from heartbeat_operator.settings import OperatorSettings
 from heartbeat_operator.spec import API_VERSION, KIND, SimulationSpec
 
@@ -283,7 +284,8 @@ def drift(desired: Manifest, actual: Mapping[str, Any]) -> list[str]:
 
     Only what the operator sets is compared, so fields the API server fills in
     (defaults, status, managed fields) never count; lists must match in length, so an
-    added environment variable or container does.
+    added environment variable or container does. Resource quantities are compared by
+    amount, as the API server rewrites them in its own spelling.
     """
     found: list[str] = []
     meta, actual_meta = desired["metadata"], actual.get("metadata", {})
@@ -316,5 +318,15 @@ def _differences(want: Any, have: Any, path: str, found: list[str]) -> None:
             return
         for index, (w, h) in enumerate(zip(want, have, strict=True)):
             _differences(w, h, f"{path}[{index}]", found)
-    elif want != have:
+    elif want != have and not _same_quantity(want, have, path):
         found.append(path)
+
+
+def _same_quantity(want: Any, have: Any, path: str) -> bool:
+    """Resource amounts come back in the API server's spelling (0.1 as 100m, 1024Mi as 1Gi)."""
+    if ".resources." not in path and not path.endswith(".sizeLimit"):
+        return False
+    try:
+        return parse_quantity(str(want)) == parse_quantity(str(have))
+    except ValueError:
+        return False

@@ -8,13 +8,15 @@ operator has. Both objects are built once at the entry point and passed down.
 from __future__ import annotations
 
 import logging
+from decimal import Decimal
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from heartbeat import __version__
 from heartbeat_operator.exceptions import OperatorSettingsError
+from heartbeat_operator.quantity import parse_quantity
 
 PostingLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 PullPolicy = Literal["Always", "IfNotPresent", "Never"]
@@ -91,6 +93,24 @@ class OperatorSettings(BaseSettings):
     def _clean_namespaces(cls, value: str) -> str:
         names = [name.strip() for name in value.split(",") if name.strip()]
         return ",".join(names)
+
+    @field_validator("generator_cpu_request", "generator_memory_request", "generator_memory_limit")
+    @classmethod
+    def _check_quantity(cls, value: str, info: ValidationInfo) -> str:
+        """Refuse here what the API server would refuse in every StatefulSet, so that the
+        operator does not start instead of failing every reconciliation."""
+        amount = parse_quantity(value)
+        if amount < 0:
+            raise ValueError(f"{value!r} is negative")
+        if info.field_name == "generator_cpu_request" and amount % Decimal("0.001"):
+            raise ValueError(f"{value!r} is finer than 1m, the smallest CPU amount")
+        if info.field_name != "generator_cpu_request" and amount % 1:
+            raise ValueError(f"{value!r} is not a whole number of bytes")
+        request = info.data.get("generator_memory_request")
+        limit = info.field_name == "generator_memory_limit"
+        if limit and request is not None and amount < parse_quantity(request):
+            raise ValueError(f"{value!r} is less than the memory request {request!r}")
+        return value
 
     @property
     def namespace_list(self) -> tuple[str, ...]:

@@ -294,3 +294,32 @@ def test_someone_elses_edit_is_drift_not_a_spec_change(edit: Any, path: str) -> 
     edit(actual)
     assert drift(desired, actual) == [path]
     assert not changed_spec(desired, actual)
+
+
+@pytest.mark.parametrize(
+    ("cpu", "memory", "limit", "served_as"),
+    [
+        ("0.1", "1024Mi", "2048Mi", ("100m", "1Gi", "2Gi")),
+        ("100m", "96Mi", "256Mi", ("100m", "96Mi", "256Mi")),
+        ("1", "1000000k", "1e9", ("1", "1G", "1G")),
+    ],
+)
+def test_resource_quantities_the_api_server_rewrites_are_not_drift(
+    cpu: str, memory: str, limit: str, served_as: tuple[str, str, str]
+) -> None:
+    generator = GeneratorConfig(
+        image="heartbeat:test", cpu_request=cpu, memory_request=memory, memory_limit=limit
+    )
+    desired = build(generator)
+    actual = served(desired)
+    resources = actual["spec"]["template"]["spec"]["containers"][0]["resources"]
+    resources["requests"].update(cpu=served_as[0], memory=served_as[1])
+    resources["limits"]["memory"] = served_as[2]
+    assert drift(desired, actual) == []
+
+
+def test_a_different_resource_quantity_is_drift() -> None:
+    desired = build(GeneratorConfig(image="heartbeat:test", cpu_request="0.1"))
+    actual = served(desired)
+    actual["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] = "200m"
+    assert drift(desired, actual) == ["spec.template.spec.containers[0].resources.requests.cpu"]

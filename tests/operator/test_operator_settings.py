@@ -10,18 +10,24 @@ import pytest
 
 from heartbeat.settings import Settings
 from heartbeat_operator.exceptions import OperatorSettingsError
-from heartbeat_operator.main import check_combinations, kopf_settings
+from heartbeat_operator.main import EXIT_USAGE, check_combinations, kopf_settings, run
 from heartbeat_operator.settings import (
     OperatorSettings,
     documented_fields,
     load_operator_settings,
 )
 
+QUANTITIES = (
+    "OPERATOR_GENERATOR_CPU_REQUEST",
+    "OPERATOR_GENERATOR_MEMORY_REQUEST",
+    "OPERATOR_GENERATOR_MEMORY_LIMIT",
+)
+
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
     monkeypatch.chdir(tmp_path)  # type: ignore[arg-type]  # keep a developer's .env out
-    for name in ("OPERATOR_NAMESPACES", "OPERATOR_RESYNC_INTERVAL_SECONDS"):
+    for name in ("OPERATOR_NAMESPACES", "OPERATOR_RESYNC_INTERVAL_SECONDS", *QUANTITIES):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -41,6 +47,43 @@ def test_a_bad_setting_is_named_by_its_variable(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("OPERATOR_RESYNC_INTERVAL_SECONDS", "0")
     with pytest.raises(OperatorSettingsError, match="OPERATOR_RESYNC_INTERVAL_SECONDS"):
         load_operator_settings()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "why"),
+    [
+        ("OPERATOR_GENERATOR_CPU_REQUEST", "lots", "not a Kubernetes quantity"),
+        ("OPERATOR_GENERATOR_CPU_REQUEST", "0.0001", "finer than 1m"),
+        ("OPERATOR_GENERATOR_MEMORY_REQUEST", "96MB", "not a Kubernetes quantity"),
+        ("OPERATOR_GENERATOR_MEMORY_REQUEST", "0.5", "whole number of bytes"),
+        ("OPERATOR_GENERATOR_MEMORY_LIMIT", "-1Gi", "negative"),
+        ("OPERATOR_GENERATOR_MEMORY_LIMIT", "64Mi", "less than"),
+    ],
+)
+def test_a_resource_quantity_the_api_server_would_refuse_is_a_settings_error(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, why: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(OperatorSettingsError, match=f"{variable}: .*{why}"):
+        load_operator_settings()
+
+
+def test_the_operator_exits_2_naming_a_bad_resource_quantity(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("OPERATOR_GENERATOR_MEMORY_LIMIT", "lots")
+    assert run(Settings(_env_file=None)) == EXIT_USAGE  # type: ignore[call-arg]
+    assert "OPERATOR_GENERATOR_MEMORY_LIMIT" in capsys.readouterr().err
+
+
+def test_any_spelling_of_a_resource_quantity_is_accepted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OPERATOR_GENERATOR_CPU_REQUEST", "0.1")
+    monkeypatch.setenv("OPERATOR_GENERATOR_MEMORY_REQUEST", "1e8")
+    monkeypatch.setenv("OPERATOR_GENERATOR_MEMORY_LIMIT", "1Gi")
+    config = load_operator_settings()
+    assert (config.generator_cpu_request, config.generator_memory_limit) == ("0.1", "1Gi")
 
 
 def test_sasl_without_a_password_secret_is_refused_at_start() -> None:
