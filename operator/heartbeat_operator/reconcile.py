@@ -24,6 +24,8 @@ from heartbeat_operator.spec import KIND, Problem, SimulationSpec, check_spec, p
 from heartbeat_operator.status import (
     PAUSED,
     READY,
+    Condition,
+    Workload,
     assess,
     build_status,
     changed_conditions,
@@ -132,38 +134,53 @@ class Reconciler:
                 blocking=True,
             )
             actual = None
+        # Being deleted: the garbage collector is taking the StatefulSet away (first, with
+        # foreground deletion). Creating or repairing it now would fight it and report false
+        # drift, and a status written now would describe an object about to disappear.
+        deleting = bool(body["metadata"].get("deletionTimestamp"))
         desired_replicas = 0
-        if spec is not None and not (problem and problem.blocking):
+        if spec is not None and not (problem and problem.blocking) and not deleting:
             desired = manifests.statefulset(sim, spec, self._generator)
             actual = self._converge(body, desired, actual, previous, trigger)
             desired_replicas = spec.effective_replicas
 
         pods = self._kube.list_pods(namespace, manifests.selector_string(name)) if actual else []
         workload = observe(actual, pods)
-        generation = int(body["metadata"].get("generation") or 0)
-        conditions = merge_conditions(
-            previous.get("conditions") or [],
-            assess(spec, problem, workload),
-            generation,
-            self._clock(),
-        )
-        status = build_status(
-            generation=generation,
-            workload=workload,
-            conditions=conditions,
-            selector=manifests.selector_string(name),
-        )
-        if any(previous.get(key) != value for key, value in status.items()):
-            self._kube.patch_simulation_status(namespace, name, status)
-            self._announce(body, previous.get("conditions") or [], conditions)
+        conditions = previous.get("conditions") or []
+        if not deleting:
+            conditions = self._report(body, previous, assess(spec, problem, workload), workload)
         self._metrics.observe(
             namespace,
             name,
             desired=desired_replicas,
             ready=workload.ready,
-            conditions={c["type"]: c["status"] == "True" for c in conditions},
+            conditions={c.get("type"): c.get("status") == "True" for c in conditions},
         )
         return "ok" if problem is None else "invalid"
+
+    def _report(
+        self,
+        body: Body,
+        previous: Mapping[str, Any],
+        assessed: list[Condition],
+        workload: Workload,
+    ) -> list[dict[str, Any]]:
+        """Patch the status where it changed, post Events for transitions; the conditions."""
+        meta = body["metadata"]
+        generation = int(meta.get("generation") or 0)
+        conditions = merge_conditions(
+            previous.get("conditions") or [], assessed, generation, self._clock()
+        )
+        status = build_status(
+            generation=generation,
+            workload=workload,
+            conditions=conditions,
+            selector=manifests.selector_string(meta["name"]),
+        )
+        if any(previous.get(key) != value for key, value in status.items()):
+            self._kube.patch_simulation_status(meta["namespace"], meta["name"], status)
+            self._announce(body, previous.get("conditions") or [], conditions)
+        return conditions
 
     def _converge(
         self,

@@ -130,6 +130,30 @@ def test_a_deleted_statefulset_is_created_again_and_reported(world: World) -> No
     assert world.metric("heartbeat_operator_drift_repaired_total") == 1
 
 
+@pytest.mark.parametrize(
+    "statefulset_now",
+    ["collected", "scaled by someone", "still there"],
+)
+def test_a_simulation_being_deleted_is_never_converged(world: World, statefulset_now: str) -> None:
+    world.kube.apply("ward", {"customers": 10, "replicas": 3})
+    world.reconcile()
+    world.kube.settle("ward")
+    world.reconcile()
+    world.kube.simulations[(NS, "ward")]["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    if statefulset_now == "collected":  # foreground deletion: dependents go first
+        del world.kube.statefulsets[(NS, "ward")]
+    elif statefulset_now == "scaled by someone":
+        world.kube.edit_statefulset("ward", replicas=7)
+    before = dict(world.kube.statefulsets)
+    writes, events = list(world.kube.writes), list(world.kube.events)
+
+    assert world.reconcile() == "ok"
+    assert world.kube.statefulsets == before
+    assert world.kube.writes == writes
+    assert world.kube.events == events
+    assert world.metric("heartbeat_operator_drift_repaired_total") == 0
+
+
 def test_more_replicas_than_customers_runs_one_each_and_says_so_once(world: World) -> None:
     world.kube.apply("ward", {"customers": 3, "replicas": 5})
     assert world.reconcile() == "invalid"
