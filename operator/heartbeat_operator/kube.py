@@ -2,12 +2,14 @@
 
 Small typed calls that take and return plain dicts (the same shape as YAML manifests),
 so everything else stays pure. "Not found" is ``None``; every other failure is a
-``KubeError`` that the caller retries later. Calls are blocking (the official client is);
-kopf runs the handlers that make them in its thread pool.
+``KubeError`` that the caller retries later, or a ``KubeRejectedError`` (with the API
+server's message) when the same request can only be refused again. Calls are blocking
+(the official client is); kopf runs the handlers that make them in its thread pool.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -28,6 +30,7 @@ logger = logging.getLogger(__name__)
 Body = dict[str, Any]
 TIMEOUT_SECONDS = 15
 COMPONENT = "heartbeat-operator"
+DETAIL_CHARS = 1000  # of the API server's message, kept for a condition or an Event
 
 
 @contextmanager
@@ -35,9 +38,20 @@ def _calling(what: str) -> Iterator[None]:
     try:
         yield
     except ApiException as exc:
-        raise KubeError(f"{what}: {exc.status} {exc.reason}", exc.status) from exc
+        raise KubeError.of(what, exc.status, exc.reason or "", _detail(exc.body)) from exc
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         raise KubeError(f"{what}: {exc}") from exc
+
+
+def _detail(body: str | bytes | None) -> str:
+    """The API server's own message from the Status it answered with, or the raw answer."""
+    text = body.decode(errors="replace") if isinstance(body, bytes) else body or ""
+    try:
+        answer = json.loads(text)
+    except ValueError:
+        return text.strip()[:DETAIL_CHARS]
+    message = answer.get("message") if isinstance(answer, dict) else None
+    return str(message or text.strip())[:DETAIL_CHARS]
 
 
 def _missing(exc: KubeError) -> bool:

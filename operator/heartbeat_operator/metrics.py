@@ -47,7 +47,8 @@ class OperatorMetrics:
         )
         self.reconciles = Counter(
             "heartbeat_operator_reconcile_total",
-            "Reconciliations by result: ok, invalid (a spec problem was reported), error.",
+            "Reconciliations by result: ok, invalid (a spec problem was reported), error "
+            "(an API call failed, or the StatefulSet was refused).",
             ["result"],
             registry=registry,
         )

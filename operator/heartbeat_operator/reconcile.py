@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from heartbeat_operator import manifests
-from heartbeat_operator.exceptions import InvalidSpecError, KubeError
+from heartbeat_operator.exceptions import InvalidSpecError, KubeError, KubeRejectedError
 from heartbeat_operator.kube import Body, Kube
 from heartbeat_operator.manifests import GeneratorConfig, SimulationRef
 from heartbeat_operator.metrics import OperatorMetrics
@@ -36,6 +36,7 @@ from heartbeat_operator.status import (
 logger = logging.getLogger(__name__)
 
 NOT_OWNED = "StatefulSetNotOwned"
+REJECTED = "StatefulSetRejected"
 # Ready reasons that are expected steps, not something for a person to look at; the
 # Created and Updated Events already say that a rollout starts.
 ROUTINE = frozenset({"Creating", "RollingOut", "Paused"})
@@ -70,7 +71,11 @@ class Reconciler:
             return self._locks.setdefault(key, threading.Lock())
 
     def reconcile(self, namespace: str, name: str, trigger: str) -> str:
-        """Bring one simulation to its spec; returns ok or invalid, raises ``KubeError``."""
+        """Bring one simulation to its spec; returns its result, raises ``KubeError``.
+
+        ok; invalid: a spec problem is reported; error: the API server refused the
+        StatefulSet for good, also reported in the status.
+        """
         with self._lock((namespace, name)):
             for attempt in range(1, CONFLICT_ATTEMPTS + 1):
                 try:
@@ -139,10 +144,21 @@ class Reconciler:
         # drift, and a status written now would describe an object about to disappear.
         deleting = bool(body["metadata"].get("deletionTimestamp"))
         desired_replicas = 0
+        rejected = False
         if spec is not None and not (problem and problem.blocking) and not deleting:
             desired = manifests.statefulset(sim, spec, self._generator)
-            actual = self._converge(body, desired, actual, previous, trigger)
-            desired_replicas = spec.effective_replicas
+            try:
+                actual = self._converge(body, desired, actual, previous, trigger)
+                desired_replicas = spec.effective_replicas
+            except KubeRejectedError as exc:
+                # The same write would be refused again: say why in the status rather than
+                # retry it in a loop. The resync tries again, in case the cause was fixed.
+                rejected = True
+                problem = Problem(
+                    REJECTED,
+                    f"the API server refused StatefulSet {name}: {exc.detail or exc}",
+                    blocking=True,
+                )
 
         pods = self._kube.list_pods(namespace, manifests.selector_string(name)) if actual else []
         workload = observe(actual, pods)
@@ -156,7 +172,7 @@ class Reconciler:
             ready=workload.ready,
             conditions={c.get("type"): c.get("status") == "True" for c in conditions},
         )
-        return "ok" if problem is None else "invalid"
+        return "error" if rejected else "ok" if problem is None else "invalid"
 
     def _report(
         self,

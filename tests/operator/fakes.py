@@ -19,12 +19,18 @@ class FakeKube:
         self.events: list[tuple[str, str, str]] = []
         self.writes: list[str] = []
         self.failing: str | None = None
+        self._failure: tuple[int, str] = (503, "")
         self.conflicts = 0
         self._uids = 0
 
     def _fail(self, call: str) -> None:
         if self.failing == call:
-            raise KubeError(f"{call}: 503 Service Unavailable", 503)
+            raise KubeError.of(call, self._failure[0], "", self._failure[1])
+
+    def fail(self, call: str, status: int = 503, message: str = "") -> None:
+        """Make ``call`` fail as the API server would, with ``status`` and its message."""
+        self.failing = call
+        self._failure = (status, message)
 
     # --- simulations -------------------------------------------------------------------
 

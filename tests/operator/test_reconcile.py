@@ -257,6 +257,50 @@ def test_an_api_failure_is_counted_and_raised_for_a_retry(world: World) -> None:
     assert world.reconcile() == "ok"
 
 
+WEBHOOK = 'admission webhook "policy.example" denied the request: image not signed'
+
+
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [
+        (422, 'StatefulSet.apps "ward" is invalid: spec.template.spec.containers[0].image'),
+        (403, WEBHOOK),
+        (400, "the request body is not a StatefulSet"),
+    ],
+)
+@pytest.mark.parametrize("call", ["create_statefulset", "replace_statefulset"])
+def test_a_statefulset_the_api_server_refuses_for_good_is_reported_in_the_status(
+    world: World, call: str, status: int, message: str
+) -> None:
+    world.kube.apply("ward", {"customers": 10, "replicas": 3})
+    if call == "replace_statefulset":
+        world.reconcile()
+        world.kube.apply("ward", {"customers": 10, "replicas": 4})
+    world.kube.fail(call, status, message)
+    assert world.reconcile() == "error"
+    ready = next(c for c in world.kube.status("ward")["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "StatefulSetRejected")
+    assert message in ready["message"]
+    assert world.kube.condition("ward", "Progressing") == ("False", "StatefulSetRejected")
+    assert ("Warning", "StatefulSetRejected") in [e[:2] for e in world.kube.events]
+    assert world.metric("heartbeat_operator_reconcile_total", result="error") == 1
+
+    world.kube.failing = None
+    assert world.reconcile() == "ok"
+    assert world.kube.condition("ward", "Ready") == ("False", "RollingOut")
+
+
+@pytest.mark.parametrize("status", [500, 503, 429, 408, 404])
+def test_a_statefulset_write_that_may_work_later_is_raised_for_a_retry(
+    world: World, status: int
+) -> None:
+    world.kube.apply("ward", {"customers": 10, "replicas": 3})
+    world.kube.fail("create_statefulset", status, "try again")
+    with pytest.raises(KubeError):
+        world.reconcile()
+    assert world.kube.status("ward") == {}
+
+
 def test_the_resync_counts_failures_and_goes_on_with_the_others(world: World) -> None:
     world.kube.apply("ward", {"customers": 10, "replicas": 3})
     world.kube.apply("clinic", {"customers": 10, "replicas": 1})
