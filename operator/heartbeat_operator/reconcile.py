@@ -4,7 +4,10 @@ Level-based: whatever triggered it (a change of the simulation, of its StatefulS
 the periodic resync), a reconciliation reads the simulation, its StatefulSet and pods
 afresh, writes the StatefulSet only where it differs from the spec, and patches the
 status only where it changed. Running it twice in a row does nothing the second time.
-One lock per simulation keeps the kopf handlers and the resync loop from interleaving.
+One reconciliation per simulation runs at a time, whoever asks (kopf's handlers, the
+resync loop): a request for a simulation already being reconciled returns at once, and
+the running reconciliation goes round once more to see whatever changed meanwhile. So no
+worker thread ever waits for another's simulation.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ ROUTINE = frozenset({"Creating", "RollingOut", "Paused"})
 # A write refused because the object changed since it was read (409) is normal: the
 # StatefulSet controller updates its status all the time. Read again and retry at once.
 CONFLICT_ATTEMPTS = 3
+SKIPPED = "skipped"
 
 Key = tuple[str, str]
 
@@ -63,29 +67,48 @@ class Reconciler:
         self._namespaces = namespaces
         self._clock = clock
         self._guard = threading.Lock()
-        self._locks: dict[Key, threading.Lock] = {}
+        self._running: set[Key] = set()
+        self._again: set[Key] = set()
         self._known: set[Key] = set()
-
-    def _lock(self, key: Key) -> threading.Lock:
-        with self._guard:
-            return self._locks.setdefault(key, threading.Lock())
 
     def reconcile(self, namespace: str, name: str, trigger: str) -> str:
         """Bring one simulation to its spec; returns its result, raises ``KubeError``.
 
         ok; invalid: a spec problem is reported; error: the API server refused the
-        StatefulSet for good, also reported in the status.
+        StatefulSet for good, also reported in the status; skipped: it is being reconciled
+        right now, and that reconciliation runs once more instead.
         """
-        with self._lock((namespace, name)):
-            for attempt in range(1, CONFLICT_ATTEMPTS + 1):
-                try:
-                    result = self._reconcile(namespace, name, trigger)
-                    break
-                except KubeError as exc:
-                    if exc.status == 409 and attempt < CONFLICT_ATTEMPTS:
-                        continue  # the StatefulSet moved meanwhile: read it again
-                    self._metrics.reconciles.labels("error").inc()
-                    raise
+        key = (namespace, name)
+        with self._guard:
+            if key in self._running:
+                self._again.add(key)
+                return SKIPPED
+            self._running.add(key)
+        try:
+            while True:
+                result = self._attempts(namespace, name, trigger)
+                with self._guard:  # checked and released at once: no request falls between
+                    if key not in self._again:
+                        self._running.discard(key)
+                        return result
+                    self._again.discard(key)
+                trigger = "a request that came meanwhile"
+        except BaseException:  # retried by kopf or the resync, with any request it skipped
+            with self._guard:
+                self._running.discard(key)
+                self._again.discard(key)
+            raise
+
+    def _attempts(self, namespace: str, name: str, trigger: str) -> str:
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            try:
+                result = self._reconcile(namespace, name, trigger)
+                break
+            except KubeError as exc:
+                if exc.status == 409 and attempt < CONFLICT_ATTEMPTS:
+                    continue  # the StatefulSet moved meanwhile: read it again
+                self._metrics.reconciles.labels("error").inc()
+                raise
         self._metrics.reconciles.labels(result).inc()
         return result
 
@@ -116,7 +139,6 @@ class Reconciler:
     def _forget(self, namespace: str, name: str) -> None:
         with self._guard:
             self._known.discard((namespace, name))
-            self._locks.pop((namespace, name), None)
             self._metrics.simulations.set(len(self._known))
         self._metrics.forget(namespace, name)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import threading
 from typing import Any
 
 from heartbeat_operator.exceptions import KubeError
@@ -20,6 +21,13 @@ class FakeKube:
         self.writes: list[str] = []
         self.failing: str | None = None
         self._failure: tuple[int, str] = (503, "")
+        # Until ``gate`` (when there is one) is set, reads of a StatefulSet wait for it;
+        # ``most_reading`` is the most reads that were ever under way at once.
+        self.gate: threading.Event | None = None
+        self.waiting = threading.Event()
+        self.most_reading = 0
+        self._reading = 0
+        self._count = threading.Lock()
         self.conflicts = 0
         self._uids = 0
 
@@ -64,6 +72,18 @@ class FakeKube:
         (found,) = [c for c in self.status(name)["conditions"] if c["type"] == kind]
         return found["status"], found["reason"]
 
+    def _hold(self) -> None:
+        with self._count:
+            self._reading += 1
+            self.most_reading = max(self.most_reading, self._reading)
+        try:
+            if self.gate is not None:
+                self.waiting.set()
+                self.gate.wait(10)
+        finally:
+            with self._count:
+                self._reading -= 1
+
     def get_simulation(self, namespace: str, name: str) -> Body | None:
         self._fail("get_simulation")
         found = self.simulations.get((namespace, name))
@@ -86,6 +106,7 @@ class FakeKube:
 
     def get_statefulset(self, namespace: str, name: str) -> Body | None:
         self._fail("get_statefulset")
+        self._hold()
         found = self.statefulsets.get((namespace, name))
         return copy.deepcopy(found) if found else None
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import threading
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -299,6 +301,62 @@ def test_a_statefulset_write_that_may_work_later_is_raised_for_a_retry(
     with pytest.raises(KubeError):
         world.reconcile()
     assert world.kube.status("ward") == {}
+
+
+@pytest.fixture
+def held(world: World) -> Iterator[Callable[[], threading.Thread]]:
+    """``held()`` starts a reconcile of ward in a thread; returns once it reads the StatefulSet."""
+    world.kube.gate = threading.Event()
+    started: list[threading.Thread] = []
+
+    def start() -> threading.Thread:
+        thread = threading.Thread(target=world.reconcile, daemon=True)
+        thread.start()
+        started.append(thread)
+        assert world.kube.waiting.wait(5)
+        return thread
+
+    yield start
+    world.kube.gate.set()
+    for thread in started:
+        thread.join(10)
+
+
+def in_thread(call: Callable[[], str]) -> tuple[threading.Thread, list[str]]:
+    results: list[str] = []
+    thread = threading.Thread(target=lambda: results.append(call()), daemon=True)
+    thread.start()
+    thread.join(2)
+    return thread, results
+
+
+def test_a_reconcile_of_a_simulation_being_reconciled_returns_at_once_and_is_not_lost(
+    world: World, held: Callable[[], threading.Thread]
+) -> None:
+    world.kube.apply("ward", {"customers": 10, "replicas": 3})
+    running = held()
+    world.kube.apply("ward", {"customers": 10, "replicas": 4})  # while the first one reads
+    second, results = in_thread(world.reconcile)
+    assert not second.is_alive(), "the second reconcile waited for the first"
+    assert results == ["skipped"]
+    assert world.kube.gate is not None
+    world.kube.gate.set()
+    running.join(10)
+    assert world.sts()["spec"]["replicas"] == 4, "the running reconcile went round again"
+    assert world.kube.most_reading == 1
+
+
+def test_forgetting_a_simulation_being_reconciled_never_lets_another_run_beside_it(
+    world: World, held: Callable[[], threading.Thread]
+) -> None:
+    world.kube.apply("ward", {"customers": 10, "replicas": 3})
+    held()
+    del world.kube.simulations[(NS, "ward")]
+    world.reconciler.reconcile_all()  # forgets ward, whose reconcile is still running
+    world.kube.apply("ward", {"customers": 10, "replicas": 3})  # and ward comes back
+    third, _ = in_thread(world.reconcile)
+    assert world.kube.most_reading == 1
+    assert not third.is_alive()
 
 
 def test_the_resync_counts_failures_and_goes_on_with_the_others(world: World) -> None:
