@@ -29,7 +29,8 @@ class OperatorMetrics:
         )
         self.desired_replicas = Gauge(
             "heartbeat_operator_desired_replicas",
-            "Generator pods the operator asks the simulation's StatefulSet for.",
+            "Generator pods the simulation's StatefulSet asks for (its spec.replicas; "
+            "0 while paused, or with no StatefulSet of its own).",
             ["namespace", "simulation"],
             registry=registry,
         )

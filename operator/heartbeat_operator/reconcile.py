@@ -165,13 +165,11 @@ class Reconciler:
         # foreground deletion). Creating or repairing it now would fight it and report false
         # drift, and a status written now would describe an object about to disappear.
         deleting = bool(body["metadata"].get("deletionTimestamp"))
-        desired_replicas = 0
         rejected = False
         if spec is not None and not (problem and problem.blocking) and not deleting:
             desired = manifests.statefulset(sim, spec, self._generator)
             try:
                 actual = self._converge(body, desired, actual, previous, trigger)
-                desired_replicas = spec.effective_replicas
             except KubeRejectedError as exc:
                 # The same write would be refused again: say why in the status rather than
                 # retry it in a loop. The resync tries again, in case the cause was fixed.
@@ -187,10 +185,12 @@ class Reconciler:
         conditions = previous.get("conditions") or []
         if not deleting:
             conditions = self._report(body, previous, assess(spec, problem, workload), workload)
+        # What the StatefulSet asks for, not the spec: with a spec problem, the pods of the
+        # last good spec go on running; without a StatefulSet of its own, it has none.
         self._metrics.observe(
             namespace,
             name,
-            desired=desired_replicas,
+            desired=workload.desired,
             ready=workload.ready,
             conditions={c.get("type"): c.get("status") == "True" for c in conditions},
         )

@@ -185,7 +185,7 @@ def test_a_spec_that_fails_validation_leaves_the_statefulset_alone(world: World)
     assert world.sts() == before
     assert world.kube.condition("ward", "Ready") == ("False", "InvalidSpec")
     assert world.kube.condition("ward", "Progressing") == ("False", "InvalidSpec")
-    assert world.metric("heartbeat_operator_desired_replicas", namespace=NS, simulation="ward") == 0
+    assert world.metric("heartbeat_operator_desired_replicas", namespace=NS, simulation="ward") == 2
 
 
 def test_a_statefulset_someone_else_owns_is_never_overwritten(world: World) -> None:
@@ -202,6 +202,44 @@ def test_a_statefulset_someone_else_owns_is_never_overwritten(world: World) -> N
     assert world.kube.writes == ["status ward"]
     assert world.kube.condition("ward", "Ready") == ("False", "StatefulSetNotOwned")
     assert world.kube.reasons() == ["StatefulSetNotOwned"], "warned once, nothing repaired"
+
+
+@pytest.mark.parametrize(
+    ("then", "desired", "ready"),
+    [
+        ({"customers": 10, "replicas": 2}, 2, 2),
+        ({"customers": 0}, 2, 2),  # InvalidSpec: the pods of the last good spec still run
+        ({"customers": 10, "replicas": 2, "paused": True}, 0, 0),
+        ({"customers": 1, "replicas": 2}, 1, 1),  # TooManyReplicas: one per customer
+    ],
+)
+def test_desired_replicas_is_what_the_statefulset_asks_for(
+    world: World, then: dict[str, object], desired: int, ready: int
+) -> None:
+    world.kube.apply("ward", {"customers": 10, "replicas": 2})
+    world.reconcile()
+    world.kube.apply("ward", then)
+    world.reconcile()
+    world.kube.settle("ward")
+    world.reconcile()
+    series = {"namespace": NS, "simulation": "ward"}
+    assert world.metric("heartbeat_operator_desired_replicas", **series) == desired
+    assert world.metric("heartbeat_operator_ready_replicas", **series) == ready
+
+
+def test_a_simulation_without_a_statefulset_of_its_own_wants_and_has_no_replicas(
+    world: World,
+) -> None:
+    world.kube.apply("ward", {"customers": 10, "replicas": 2})
+    foreign = statefulset(
+        SimulationRef(NS, "ward", "someone-else"), parse_spec({"customers": 3}), world.generator
+    )
+    world.kube.create_statefulset(foreign)
+    world.kube.settle("ward")
+    world.reconcile()
+    series = {"namespace": NS, "simulation": "ward"}
+    assert world.metric("heartbeat_operator_desired_replicas", **series) == 0
+    assert world.metric("heartbeat_operator_ready_replicas", **series) == 0
 
 
 def test_pausing_scales_to_zero_without_rolling_and_resuming_scales_back(world: World) -> None:
