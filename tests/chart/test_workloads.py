@@ -131,19 +131,44 @@ def test_large_numbers_reach_the_application_as_plain_integers(helm: Helm) -> No
 
 def test_rendered_settings_are_accepted_by_the_application(rendered: Any, scenario: Path) -> None:
     from heartbeat.settings import Settings
+    from heartbeat_operator.main import check_combinations
+    from heartbeat_operator.settings import OperatorSettings
 
-    for _manifest, spec in pods(rendered(scenario)):
+    operators = 0
+    for manifest, spec in pods(rendered(scenario)):
         for c in spec["containers"]:
-            plain: dict[str, Any] = {
-                name.lower(): value
+            where = f"{ident(manifest)} container {c['name']}"
+            values = {
+                name: value
                 for name, value in env_of(c).items()
                 if isinstance(value, str) and name not in NOT_SETTINGS
+            }
+            plain: dict[str, Any] = {
+                name.lower(): value
+                for name, value in values.items()
+                if not name.startswith("OPERATOR_")
             }
             secret = {name for name, value in env_of(c).items() if isinstance(value, dict)}
             if "KAFKA_SASL_PASSWORD" in secret:
                 plain["kafka_sasl_password"] = "from-a-secret"
             plain["_env_file"] = None  # only what the chart sets, not a developer's .env
-            Settings(**plain)  # raises on a value the application refuses
+            settings = Settings(**plain)  # raises on a value the application refuses
+
+            # OPERATOR_* are the operator's own settings, which Settings ignores; they are
+            # read by OperatorSettings, which ignores unknown names too: check both.
+            own = {
+                name.removeprefix("OPERATOR_").lower(): value
+                for name, value in values.items()
+                if name.startswith("OPERATOR_")
+            }
+            if not own:
+                continue
+            operators += 1
+            unknown = sorted(set(own) - set(OperatorSettings.model_fields))
+            assert not unknown, f"{where} sets OPERATOR_* settings that do not exist: {unknown}"
+            config = OperatorSettings(_env_file=None, **own)  # type: ignore[call-arg]
+            check_combinations(settings, config)  # raises as the operator would at start
+    assert operators == 1, "exactly one container, the operator's, has OPERATOR_* settings"
 
 
 def test_pods_restart_when_a_credential_changes(helm: Helm) -> None:
