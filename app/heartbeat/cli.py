@@ -117,6 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         return commands[args.command](settings, args)
+    except SettingsError as exc:
+        logger.error("%s", exc)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_OK
     except (FatalError, TransientError) as exc:
@@ -128,7 +131,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _conninfo(settings: Settings) -> str:
-    return settings.database_url.get_secret_value()
+    from heartbeat.store import check_conninfo
+
+    conninfo = settings.database_url.get_secret_value()
+    check_conninfo(conninfo)
+    return conninfo
 
 
 def _serve(

@@ -43,7 +43,7 @@ from heartbeat.retry import retry_transient
 from heartbeat.server import Health
 from heartbeat.settings import Settings
 from heartbeat.store import Store, WriteResult
-from heartbeat.validation import Reading, Rejection, validate
+from heartbeat.validation import Reading, Rejection, judge
 
 logger = logging.getLogger(__name__)
 
@@ -51,18 +51,41 @@ T = TypeVar("T")
 CHECK_INTERVAL_SECONDS = 10.0
 STALE_INTERVAL_SECONDS = 30.0
 DLQ_FLUSH_TIMEOUT_SECONDS = 30.0
+# Each dead-letter attempt resolves every message (delivered or failed) before its
+# flush returns, so a retry never races copies still queued from the attempt before.
+DLQ_MESSAGE_TIMEOUT_MS = 25_000
+# The client sends at most ~1 MB; a rejected message is cut to fit, and says so.
+DLQ_MAX_VALUE_BYTES = 512 * 1024
+DLQ_MAX_KEY_BYTES = 1024
+DLQ_MAX_HEADER_BYTES = 4096
 
 
 def dead_letter_headers(record: Record, rejection: Rejection) -> list[tuple[str, bytes]]:
     """Headers of a dead-letter message: the reason code and where the original came from."""
-    return [
+    headers = [
         ("reason", rejection.reason.value.encode()),
         ("error", rejection.detail.encode("utf-8", "replace")[:1024]),
         ("source_topic", record.topic.encode()),
         ("source_partition", str(record.partition).encode()),
         ("source_offset", str(record.offset).encode()),
-        *((f"original_{name}", value) for name, value in record.headers if value is not None),
     ]
+    for name, value in record.headers:
+        if value is not None:
+            headers.append((f"original_{name}"[:256], value[:DLQ_MAX_HEADER_BYTES]))
+    if record.value is not None and len(record.value) > DLQ_MAX_VALUE_BYTES:
+        headers += [("truncated", b"value"), ("original_size", str(len(record.value)).encode())]
+    if record.key is not None and len(record.key) > DLQ_MAX_KEY_BYTES:
+        headers += [("truncated_key", b"key"), ("original_key_size", str(len(record.key)).encode())]
+    return headers
+
+
+def dead_letter_message(
+    record: Record, rejection: Rejection
+) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
+    """(key, value, headers) of a rejected message, cut to what Kafka accepts."""
+    key = None if record.key is None else record.key[:DLQ_MAX_KEY_BYTES]
+    value = None if record.value is None else record.value[:DLQ_MAX_VALUE_BYTES]
+    return key, value, dead_letter_headers(record, rejection)
 
 
 def next_offsets(records: Sequence[Record]) -> dict[Partition, int]:
@@ -92,6 +115,8 @@ class ConsumerApp:
         self._kafka_extra = dict(kafka_extra or {})
         self._stopping = threading.Event()
         self._owned: set[Partition] = set()
+        # Next offset to store per owned partition (None: not known until the first write).
+        self._positions: dict[Partition, int | None] = {}
         self._buffer: list[Record] = []  # the batch being collected or written
         self._overflow: list[Record] = []  # read while a write was being retried
         self._paused = False
@@ -121,7 +146,7 @@ class ConsumerApp:
             self.settings,
             on_delivery=lambda _: None,
             on_unreachable=self._kafka_lost,
-            extra=self._kafka_extra,
+            extra={"message.timeout.ms": DLQ_MESSAGE_TIMEOUT_MS} | self._kafka_extra,
         )
         self._consumer = KafkaConsumer(
             self.settings,
@@ -148,6 +173,8 @@ class ConsumerApp:
                 self._count_stale_customers()
         finally:
             logger.info("leaving the consumer group")
+            stored = {p: o for p, o in self._positions.items() if o is not None}
+            self._consumer.commit(stored, wait=True)  # the last batch's, for lag tools
             self._consumer.close()
             self._dlq.flush(DLQ_FLUSH_TIMEOUT_SECONDS)
         logger.info("consumer stopped")
@@ -173,6 +200,7 @@ class ConsumerApp:
             return {}
         starts: dict[Partition, int | None] = {p: stored.get(p) for p in partitions}
         self._owned.update(partitions)
+        self._positions.update(starts)
         self.metrics.assigned_partitions.set(len(self._owned))
         logger.info(
             "assigned %s",
@@ -185,6 +213,8 @@ class ConsumerApp:
     def _on_revoke(self, partitions: list[Partition], lost: bool) -> None:
         revoked = set(partitions)
         self._owned -= revoked
+        for p in revoked:
+            self._positions.pop(p, None)
         dropped = sum(1 for r in (*self._buffer, *self._overflow) if r.source in revoked)
         self._buffer = [r for r in self._buffer if r.source not in revoked]
         self._overflow = [r for r in self._overflow if r.source not in revoked]
@@ -199,12 +229,23 @@ class ConsumerApp:
             dropped,
         )
 
-    def _on_lag(self, lag: dict[Partition, int]) -> None:
-        for partition, value in lag.items():
-            if partition in self._owned:
-                self.metrics.consumer_lag.labels(partition.topic, str(partition.partition)).set(
-                    value
-                )
+    def _on_lag(self, ends: dict[Partition, tuple[int, int]]) -> None:
+        """Lag = what can be read minus what is stored, per owned partition.
+
+        Computed from the position stored in PostgreSQL rather than from Kafka's
+        committed offset, so a partition this consumer has not written yet (new,
+        idle, or stuck behind an outage) has a lag series too.
+        """
+        from_start = self.settings.kafka_auto_offset_reset == "earliest"
+        for partition, (low, high) in ends.items():
+            if partition not in self._owned:
+                continue
+            position = self._positions.get(partition)
+            if position is None:
+                position = low if from_start else high
+            self.metrics.consumer_lag.labels(partition.topic, str(partition.partition)).set(
+                max(0, high - max(position, low))
+            )
 
     # --- the batch -------------------------------------------------------------
 
@@ -223,20 +264,19 @@ class ConsumerApp:
                 self._buffer.extend(r for r in records if r.source in self._owned)
 
     def _process(self) -> None:
-        batch = self._buffer
         now = datetime.now(UTC)
-        verdicts = [
-            (record, validate(record.value, now=now, max_future_skew=self._max_skew))
-            for record in batch
-        ]
-        self.metrics.consumed.inc(len(batch))
+        verdicts = {
+            id(record): judge(record.value, now=now, max_future_skew=self._max_skew)
+            for record in self._buffer
+        }
+        self.metrics.consumed.inc(len(self._buffer))
         try:
-            self._dead_letter([(r, v) for r, v in verdicts if isinstance(v, Rejection)])
-            result, offsets = self._store([(r, v) for r, v in verdicts if isinstance(v, Reading)])
+            self._dead_letter(verdicts)
+            result, offsets, written = self._store(verdicts)
         except TransientError as exc:
             logger.warning(
                 "abandoning a batch of %d messages on shutdown (%s); it will be read again",
-                len(batch),
+                len(self._buffer),
                 exc,
             )
             self._buffer, self._overflow = [], []
@@ -244,66 +284,79 @@ class ConsumerApp:
         self._buffer, self._overflow = self._overflow, []
         assert self._consumer is not None
         self._consumer.commit(offsets)
-        self._record_success(len(batch), result)
+        self._positions.update({p: o for p, o in offsets.items() if p in self._owned})
+        self._record_success(written, result)
 
-    def _dead_letter(self, rejected: list[tuple[Record, Rejection]]) -> None:
-        """Produce the rejected messages and wait until Kafka has every one of them."""
-        if not rejected:
-            return
+    def _owned_records(self) -> list[Record]:
+        """The batch as it stands: partitions revoked meanwhile are left to their new owner."""
+        return [r for r in self._buffer if r.source in self._owned]
+
+    def _dead_letter(self, verdicts: dict[int, Reading | Rejection]) -> None:
+        """Produce the batch's rejected messages and wait until Kafka has every one of them.
+
+        A retry produces again only what was not delivered; the dead-letter topic
+        is still at-least-once (a crash between delivery and the PostgreSQL commit
+        sends them again), and each message names its source offset.
+        """
         assert self._dlq is not None
         dlq = self._dlq
-        failed: list[str] = []
         topic = self.settings.kafka_dlq_topic
+        delivered: set[int] = set()
 
         def attempt() -> None:
-            failed.clear()
-            owned = [(r, v) for r, v in rejected if r.source in self._owned]
-            delivered = [False] * len(owned)
+            pending = [
+                r
+                for r in self._owned_records()
+                if isinstance(verdicts[id(r)], Rejection) and id(r) not in delivered
+            ]
+            errors: list[str] = []
 
-            def report(index: int) -> Callable[[DeliveryReport], None]:
+            def report(record: Record, rejection: Rejection) -> Callable[[DeliveryReport], None]:
                 def on_delivery(report: DeliveryReport) -> None:
                     if report.error is None:
-                        delivered[index] = True
+                        delivered.add(id(record))
+                        self.metrics.rejected.labels(rejection.reason.value).inc()
                     else:
-                        failed.append(report.error)
+                        errors.append(report.error)
 
                 return on_delivery
 
-            for index, (record, rejection) in enumerate(owned):
+            for record in pending:
+                rejection = verdicts[id(record)]
+                assert isinstance(rejection, Rejection)
+                key, value, headers = dead_letter_message(record, rejection)
                 dlq.produce(
-                    topic,
-                    record.key,
-                    record.value,
-                    dead_letter_headers(record, rejection),
-                    report(index),
+                    topic, key, value, headers, report(record, rejection), self._waiting_for_kafka
                 )
-            dlq.flush(DLQ_FLUSH_TIMEOUT_SECONDS)
-            if not all(delivered):
-                detail = failed[0] if failed else "delivery timed out"
-                missing = delivered.count(False)
+            if dlq.flush(DLQ_FLUSH_TIMEOUT_SECONDS):
+                dlq.purge()  # never carry queued copies into the next attempt
+            missing = sum(1 for r in pending if id(r) not in delivered)
+            if missing:
+                detail = errors[0] if errors else "delivery timed out"
                 raise KafkaUnavailable(
-                    f"{missing} of {len(owned)} dead-letter messages not delivered: {detail}"
+                    f"{missing} of {len(pending)} dead-letter messages not delivered: {detail}"
                 )
-            for _, rejection in owned:
-                self.metrics.rejected.labels(rejection.reason.value).inc()
 
-        # Partially delivered attempts are produced again whole: the dead-letter
-        # topic is at-least-once, each message names its source offset.
         self._retry("kafka", attempt, on_success=self._kafka_ok)
 
+    def _waiting_for_kafka(self) -> None:
+        """While the producer's queue is full: stay alive, and give up when stopping."""
+        self.health.tick()
+        if self._stopping.is_set():
+            raise KafkaUnavailable("stopping while the dead-letter queue is full")
+
     def _store(
-        self, valid: list[tuple[Record, Reading]]
-    ) -> tuple[WriteResult, dict[Partition, int]]:
-        def attempt() -> tuple[WriteResult, dict[Partition, int]]:
-            # Ownership is re-read on every attempt: partitions revoked while
-            # PostgreSQL was away are left to their new owner.
-            owned_records = [r for r in self._buffer if r.source in self._owned]
-            readings = [reading for record, reading in valid if record.source in self._owned]
-            offsets = next_offsets(owned_records)
+        self, verdicts: dict[int, Reading | Rejection]
+    ) -> tuple[WriteResult, dict[Partition, int], int]:
+        def attempt() -> tuple[WriteResult, dict[Partition, int], int]:
+            # Rows and offsets come from the same surviving records on every attempt.
+            records = self._owned_records()
+            readings = [v for r in records if isinstance(v := verdicts[id(r)], Reading)]
+            offsets = next_offsets(records)
             started = time.perf_counter()
             result = self.store.write_batch(self.settings.kafka_consumer_group, readings, offsets)
             self.metrics.db_write_seconds.observe(time.perf_counter() - started)
-            return result, offsets
+            return result, offsets, len(records)
 
         return self._retry("postgres", attempt, on_success=self._postgres_ok)
 

@@ -7,7 +7,8 @@ Every exception the package raises on purpose derives from ``HeartbeatError``::
     ├── TransientError         a dependency is unreachable; retry with backoff, never skip
     │   ├── KafkaUnavailable
     │   └── DatabaseUnavailable
-    └── FatalError             a bug or an unrecoverable state; stop the process
+    ├── FatalError             a bug or an unrecoverable state; stop the process
+    └── MessageRefused         the Kafka client refuses one message outright (too large)
 
 Data errors (a malformed reading) are not exceptions: validation returns a
 ``Rejection`` value that goes to the dead-letter topic with its reason.
@@ -36,3 +37,7 @@ class DatabaseUnavailable(TransientError):
 
 class FatalError(HeartbeatError):
     """Something that retrying cannot fix; the process must stop."""
+
+
+class MessageRefused(HeartbeatError):
+    """The Kafka client refused one message outright (too large); retrying cannot help."""

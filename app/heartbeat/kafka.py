@@ -27,7 +27,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from heartbeat.errors import FatalError, KafkaUnavailable
+from heartbeat.errors import FatalError, KafkaUnavailable, MessageRefused
 from heartbeat.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -207,11 +207,15 @@ class KafkaProducer:
         value: bytes | None,
         headers: Headers | None = None,
         on_delivery: Callable[[DeliveryReport], None] | None = None,
+        on_wait: Callable[[], None] | None = None,
     ) -> None:
         """Queue one message; waits for room (serving delivery reports) when the queue is full.
 
         ``on_delivery``, if given, is called for this message instead of the
-        producer-wide callback.
+        producer-wide callback. ``on_wait`` is called every 0.1 s while the queue is
+        full (to report liveness, or to raise and give up when the process stops).
+        A message the client refuses outright (e.g. larger than it may send) raises
+        ``MessageRefused``; other failures raise ``KafkaUnavailable``.
         """
         callback = self._report if on_delivery is None else self._reporter(on_delivery)
         while True:
@@ -222,8 +226,18 @@ class KafkaProducer:
                 return
             except BufferError:
                 self._producer.poll(0.1)
+                if on_wait is not None:
+                    on_wait()
             except KafkaException as exc:
+                error = exc.args[0]
+                if error.code() in (KafkaError.MSG_SIZE_TOO_LARGE, KafkaError._MSG_TIMED_OUT):
+                    raise MessageRefused(f"cannot produce to {topic}: {error.str()}") from exc
                 raise KafkaUnavailable(f"cannot produce to {topic}: {exc}") from exc
+
+    def purge(self) -> None:
+        """Drop what is still queued; their delivery reports say so on the next poll."""
+        self._producer.purge()
+        self._producer.poll(0)
 
     def poll(self, timeout: float = 0.0) -> int:
         return self._producer.poll(timeout)
@@ -239,7 +253,8 @@ class KafkaProducer:
 # Called with the partitions just assigned; returns where each one starts.
 AssignCallback = Callable[[list[Partition]], Mapping[Partition, int | None]]
 RevokeCallback = Callable[[list[Partition], bool], None]
-LagCallback = Callable[[dict[Partition, int]], None]
+# Called with each assigned partition's (log start offset, last stable offset).
+LagCallback = Callable[[dict[Partition, tuple[int, int]]], None]
 
 
 class KafkaConsumer:
@@ -304,19 +319,19 @@ class KafkaConsumer:
 
     def _stats(self, stats_json: str) -> None:
         assert self._on_lag is not None
-        lag: dict[Partition, int] = {}
+        ends: dict[Partition, tuple[int, int]] = {}
         stats = json.loads(stats_json)
         for topic, topic_stats in stats.get("topics", {}).items():
             for key, part in topic_stats.get("partitions", {}).items():
                 partition = int(key)
                 if partition < 0 or part.get("fetch_state") in (None, "none", "stopped"):
                     continue
-                # consumer_lag counts from the committed offset, which the consumer
-                # advances only after the rows are in PostgreSQL.
-                value = part.get("consumer_lag", -1)
-                if value is not None and value >= 0:
-                    lag[Partition(topic, partition)] = value
-        self._on_lag(lag)
+                low = part.get("lo_offset", -1)
+                # read_committed: the last stable offset is what can be consumed.
+                high = part.get("ls_offset", part.get("hi_offset", -1))
+                if low is not None and high is not None and high >= 0:
+                    ends[Partition(topic, partition)] = (max(low, 0), high)
+        self._on_lag(ends)
 
     def poll_batch(self, max_messages: int, timeout: float) -> list[Record]:
         """Up to ``max_messages`` records, waiting at most ``timeout`` seconds for the first."""
@@ -336,15 +351,18 @@ class KafkaConsumer:
     def assignment(self) -> list[Partition]:
         return [Partition(tp.topic, tp.partition) for tp in self._consumer.assignment()]
 
-    def commit(self, offsets: Mapping[Partition, int]) -> None:
-        """Commit next-offsets to Kafka asynchronously: for lag tools; PostgreSQL is the truth."""
+    def commit(self, offsets: Mapping[Partition, int], *, wait: bool = False) -> None:
+        """Commit next-offsets to Kafka, for lag tools; PostgreSQL is the truth.
+
+        Asynchronous unless ``wait`` (used once, when leaving the group)."""
         if not offsets:
             return
+        partitions = [TopicPartition(p.topic, p.partition, o) for p, o in offsets.items()]
         try:
-            self._consumer.commit(
-                offsets=[TopicPartition(p.topic, p.partition, o) for p, o in offsets.items()],
-                asynchronous=True,
-            )
+            if wait:
+                self._consumer.commit(offsets=partitions, asynchronous=False)
+            else:
+                self._consumer.commit(offsets=partitions, asynchronous=True)
         except KafkaException as exc:
             logger.info("kafka offset commit skipped: %s", exc)
 

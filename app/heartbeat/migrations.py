@@ -53,7 +53,7 @@ class Migrator:
     ) -> None:
         self.directory = directory or default_dir()
         if not self.directory.is_dir():
-            raise FatalError(f"migrations folder {self.directory} does not exist")
+            raise FatalError(f"migrations folder {self.directory} does not exist (MIGRATIONS_DIR)")
         backend_class = type(
             "Backend", (_Backend,), {"conninfo": conninfo, "connect_timeout": connect_timeout}
         )

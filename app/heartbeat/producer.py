@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from heartbeat.errors import FatalError, TransientError
+from heartbeat.errors import KafkaUnavailable, SettingsError, TransientError
 from heartbeat.generator import ReadingGenerator, customer_slice
 from heartbeat.kafka import DeliveryReport, KafkaProducer, ensure_topics
 from heartbeat.metrics import ProducerMetrics
@@ -25,7 +25,8 @@ from heartbeat.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-FLUSH_TIMEOUT_SECONDS = 60.0
+# Below Kubernetes' default 30 s grace period, so the flush finishes before a SIGKILL.
+FLUSH_TIMEOUT_SECONDS = 20.0
 LOG_EVERY_SECONDS = 30.0
 
 
@@ -38,9 +39,9 @@ def shard_index(settings: Settings, hostname: str | None = None) -> int:
     name = hostname if hostname is not None else os.environ.get("HOSTNAME", "")
     ordinal = name.rsplit("-", 1)[-1]
     if not ordinal.isdigit() or int(ordinal) >= settings.producer_shard_count:
-        raise FatalError(
-            f"PRODUCER_SHARD_INDEX is not set and HOSTNAME {name!r} does not end with an "
-            f"ordinal below PRODUCER_SHARD_COUNT={settings.producer_shard_count}"
+        raise SettingsError(
+            f"invalid settings:\n  PRODUCER_SHARD_INDEX: not set, and HOSTNAME {name!r} does not "
+            f"end with an ordinal below PRODUCER_SHARD_COUNT={settings.producer_shard_count}"
         )
     return int(ordinal)
 
@@ -61,6 +62,7 @@ class ProducerApp:
         self._stopping = threading.Event()
         self.delivered = 0
         self.failed = 0
+        self._kafka_ready = False
         self._first_error: str | None = None
 
     def request_stop(self, *_: object) -> None:
@@ -72,6 +74,8 @@ class ProducerApp:
         if report.error is None:
             self.delivered += 1
             self.metrics.produced.inc()
+            if not self._kafka_ready:
+                self._mark_kafka(True)  # a fresh acknowledgement: Kafka is back
             return
         self.failed += 1
         self.metrics.produce_errors.inc()
@@ -80,6 +84,7 @@ class ProducerApp:
             logger.error("delivery failed: %s", report.error)
 
     def _mark_kafka(self, ok: bool, detail: str = "") -> None:
+        self._kafka_ready = ok
         self.health.set("kafka", ok, detail)
         self.metrics.dependency_up.labels("kafka").set(1 if ok else 0)
 
@@ -102,13 +107,19 @@ class ProducerApp:
         self._mark_kafka(True)
         return True
 
+    def _waiting(self) -> None:
+        """While the send queue is full (Kafka away): stay alive; give up when stopping."""
+        self.health.tick()
+        if self._stopping.is_set():
+            raise KafkaUnavailable("stopping while the send queue is full")
+
     def run(self) -> int:
         s = self.settings
-        if not self._ensure_topic():
-            return 0
         customers = customer_slice(
             s.producer_customers, s.producer_shard_count, shard_index(s), s.producer_first_customer
         )
+        if not self._ensure_topic():
+            return 0
         generator = ReadingGenerator(
             customers=len(customers),
             first_customer=customers.start,
@@ -144,12 +155,17 @@ class ProducerApp:
                 if pause > 0:
                     producer.poll(0)
                     self._stopping.wait(pause)
-            producer.produce(s.kafka_topic, reading.key(), reading.to_json())
+            try:
+                producer.produce(
+                    s.kafka_topic, reading.key(), reading.to_json(), on_wait=self._waiting
+                )
+            except KafkaUnavailable:
+                if not self._stopping.is_set():
+                    raise
+                break  # stopping with a full queue: what is queued is flushed below
             sent += 1
             producer.poll(0)
             self.health.tick()
-            if self.delivered and not self.health.is_ready("kafka"):
-                self._mark_kafka(True)
             if time.monotonic() - last_log >= LOG_EVERY_SECONDS:
                 last_log = time.monotonic()
                 logger.info("sent %d, delivered %d, failed %d", sent, self.delivered, self.failed)

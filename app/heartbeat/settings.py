@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import DirectoryPath, Field, FilePath, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from heartbeat.errors import SettingsError
@@ -66,13 +66,13 @@ class Settings(BaseSettings):
     )
     kafka_sasl_username: str | None = Field(None, description="SASL user name.")
     kafka_sasl_password: SecretStr | None = Field(None, description="SASL password.")
-    kafka_ssl_ca_location: Path | None = Field(
+    kafka_ssl_ca_location: FilePath | None = Field(
         None, description="CA certificate (PEM) to verify the brokers, for SSL protocols."
     )
-    kafka_ssl_certificate_location: Path | None = Field(
+    kafka_ssl_certificate_location: FilePath | None = Field(
         None, description="Client certificate (PEM) for mutual TLS."
     )
-    kafka_ssl_key_location: Path | None = Field(
+    kafka_ssl_key_location: FilePath | None = Field(
         None, description="Client private key (PEM) for mutual TLS."
     )
     kafka_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     database_connect_timeout_seconds: float = Field(
         5.0, gt=0, le=300, description="Timeout of one PostgreSQL connection attempt."
     )
-    migrations_dir: Path | None = Field(
+    migrations_dir: DirectoryPath | None = Field(
         None, description="Folder of SQL migrations; empty uses the ones shipped with the package."
     )
 
@@ -102,7 +102,10 @@ class Settings(BaseSettings):
         0.5, gt=0, le=60, description="Longest a batch waits to fill before it is written."
     )
     consumer_max_future_skew_seconds: float = Field(
-        300.0, ge=0, description="Readings stamped further in the future than this are rejected."
+        300.0,
+        ge=0,
+        le=31_536_000,
+        description="Readings stamped further in the future than this are rejected.",
     )
 
     stale_customer_seconds: float = Field(

@@ -19,10 +19,11 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from heartbeat.errors import DatabaseUnavailable, FatalError
+from heartbeat.errors import DatabaseUnavailable, FatalError, SettingsError
 from heartbeat.kafka import Partition
 from heartbeat.validation import Anomaly, Reading
 
@@ -96,6 +97,17 @@ def connect(
         )
     except _TRANSIENT as exc:
         raise DatabaseUnavailable(_describe(exc)) from exc
+
+
+def check_conninfo(conninfo: str) -> None:
+    """Raise ``SettingsError`` naming DATABASE_URL if it is not a libpq conninfo or URI."""
+    try:
+        conninfo_to_dict(conninfo)
+    except psycopg.ProgrammingError as exc:
+        # psycopg's message quotes part of the string, which may hold the password.
+        raise SettingsError(
+            "invalid settings:\n  DATABASE_URL: not a libpq connection string or URI"
+        ) from exc
 
 
 def _describe(exc: BaseException) -> str:

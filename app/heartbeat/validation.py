@@ -37,6 +37,8 @@ class Reason(StrEnum):
     INVALID_TIMESTAMP = "invalid_timestamp"
     TIMESTAMP_WITHOUT_TIMEZONE = "timestamp_without_timezone"
     TIMESTAMP_IN_FUTURE = "timestamp_in_future"
+    # Validation itself failed (a defect): the message is kept, not lost, and not retried.
+    UNPROCESSABLE = "unprocessable"
 
 
 class Anomaly(StrEnum):
@@ -87,6 +89,8 @@ def validate(
         document = json.loads(text)
     except ValueError as exc:
         return Rejection(Reason.INVALID_JSON, str(exc))
+    except RecursionError:
+        return Rejection(Reason.INVALID_JSON, "JSON nested too deeply")
     if not isinstance(document, dict):
         return Rejection(Reason.NOT_AN_OBJECT, f"payload is a JSON {type(document).__name__}")
 
@@ -126,7 +130,10 @@ def validate(
         return Rejection(
             Reason.TIMESTAMP_WITHOUT_TIMEZONE, f"timestamp {timestamp[:64]!r} has no timezone"
         )
-    ts = ts.astimezone(UTC)
+    try:
+        ts = ts.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 falls before year 1 in UTC
+        return Rejection(Reason.INVALID_TIMESTAMP, f"timestamp {timestamp[:64]!r} is out of range")
     if ts > now + max_future_skew:
         return Rejection(
             Reason.TIMESTAMP_IN_FUTURE,
@@ -134,6 +141,17 @@ def validate(
         )
 
     return Reading(customer_id, ts, heart_rate, classify(heart_rate))
+
+
+def judge(
+    payload: bytes | None, *, now: datetime, max_future_skew: timedelta
+) -> Reading | Rejection:
+    """``validate``, and never an exception: a message that makes validation itself fail
+    is rejected as ``unprocessable`` rather than stopping the partition for good."""
+    try:
+        return validate(payload, now=now, max_future_skew=max_future_skew)
+    except Exception as exc:  # a defect in validate; logged by the caller via the rejection
+        return Rejection(Reason.UNPROCESSABLE, f"{type(exc).__name__}: {exc}"[:512])
 
 
 def _kind(value: object) -> str:

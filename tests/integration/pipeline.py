@@ -23,7 +23,7 @@ from psycopg.conninfo import make_conninfo
 
 from heartbeat.consumer import ConsumerApp
 from heartbeat.generator import GeneratedReading, ReadingGenerator
-from heartbeat.kafka import DeliveryReport, KafkaProducer
+from heartbeat.kafka import DeliveryReport, KafkaProducer, Record, read_topic
 from heartbeat.metrics import ConsumerMetrics, new_registry
 from heartbeat.migrations import Migrator
 from heartbeat.server import Health
@@ -114,6 +114,18 @@ class Pipeline:
             (self.settings.kafka_consumer_group, self.settings.kafka_topic),
         )
         return dict(rows)
+
+    def topic_records(self, topic: str | None = None, count: int | None = None) -> list[Record]:
+        """Every record of a topic (the readings topic by default), from the beginning."""
+        return list(
+            read_topic(
+                self.settings,
+                topic or self.settings.kafka_topic,
+                from_beginning=True,
+                max_messages=count,
+                idle_timeout=10,
+            )
+        )
 
     def kafka_committed_offsets(self) -> dict[int, int]:
         """The group's offsets as Kafka has them (what lag tools read)."""

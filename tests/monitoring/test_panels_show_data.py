@@ -15,6 +15,7 @@ from numbers import Number
 import psycopg
 import pytest
 
+from heartbeat.validation import Reason
 from heartbeat_localstack.prometheus import PrometheusQueryError
 from tests.monitoring.queries import (
     alert_rules,
@@ -74,7 +75,9 @@ def test_rejects_by_reason_show_every_reason_and_the_out_of_range_ones_counted(m
         item["metric"]["reason"]: float(item["value"][1])
         for item in monitored.prometheus.query("sum by (reason) (heartbeat_rejected_total)")
     }
-    assert len(by_reason) == 11, "each reason's series exists from the start, at zero"
+    assert set(by_reason) == {reason.value for reason in Reason}, (
+        "each reason's series exists from the start, at zero"
+    )
     assert by_reason["heart_rate_out_of_range"] > 0
     kinds = monitored.prometheus.query("sum by (kind) (heartbeat_anomalies_total)")
     assert {item["metric"]["kind"] for item in kinds} == {"low", "high"}

@@ -64,6 +64,24 @@ def test_secrets_are_never_shown(monkeypatch, capsys):
     assert "s3cret" not in out
 
 
+def test_missing_tls_file_and_absurd_skew_are_named(monkeypatch, tmp_path):
+    monkeypatch.setenv("KAFKA_SSL_CA_LOCATION", str(tmp_path / "missing.pem"))
+    monkeypatch.setenv("CONSUMER_MAX_FUTURE_SKEW_SECONDS", "1e300")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert "KAFKA_SSL_CA_LOCATION" in str(caught.value)
+    assert "CONSUMER_MAX_FUTURE_SKEW_SECONDS" in str(caught.value)
+
+
+@pytest.mark.parametrize("command", ["migrate", "stats", "consume"])
+def test_malformed_database_url_exits_2_without_echoing_it(monkeypatch, capsys, command):
+    monkeypatch.setenv("DATABASE_URL", "host=db password=hunter2 oops")
+    assert main([command]) == 2
+    err = capsys.readouterr().err
+    assert "DATABASE_URL" in err
+    assert "hunter2" not in err
+
+
 def test_bad_setting_exits_2_naming_it(monkeypatch, capsys):
     monkeypatch.setenv("CONSUMER_BATCH_MAX_MESSAGES", "-5")
     assert main(["consume"]) == 2
@@ -110,9 +128,7 @@ def test_producer_shard_comes_from_the_setting_or_the_statefulset_ordinal():
     sharded = load_settings(producer_shard_count=3)
     assert shard_index(sharded, hostname="sim-generator-2") == 2
     assert shard_index(load_settings(), hostname="whatever") == 0
-    from heartbeat.errors import FatalError
-
-    with pytest.raises(FatalError, match="PRODUCER_SHARD_INDEX"):
+    with pytest.raises(SettingsError, match="PRODUCER_SHARD_INDEX"):
         shard_index(sharded, hostname="sim-generator-7")
 
 

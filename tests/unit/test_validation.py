@@ -4,8 +4,10 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from heartbeat.validation import Anomaly, Reading, Reason, Rejection, classify, validate
+from heartbeat.validation import Anomaly, Reading, Reason, Rejection, classify, judge, validate
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 SKEW = timedelta(minutes=5)
@@ -99,3 +101,70 @@ def test_missing_field_detail_names_every_missing_field():
     assert isinstance(verdict, Rejection)
     assert "customer_id" in verdict.detail
     assert "timestamp" in verdict.detail
+
+
+# --- validation answers every input ------------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+timestamps = st.one_of(
+    st.text(max_size=40),
+    st.datetimes(timezones=st.none() | st.timezones()).map(lambda d: d.isoformat()),
+    st.sampled_from(
+        ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-14:00", "2026-02-30T00:00:00Z"]
+    ),
+)
+readings = st.fixed_dictionaries(
+    {},
+    optional={
+        "customer_id": st.integers() | json_values,
+        "heart_rate": st.integers(-10, 300) | json_values,
+        "timestamp": timestamps | json_values,
+    },
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_get_a_verdict_never_an_exception(raw):
+    verdict = validate(raw, now=NOW, max_future_skew=SKEW)
+    assert isinstance(verdict, (Reading, Rejection))
+
+
+@settings(max_examples=600, deadline=None)
+@given(readings)
+def test_arbitrary_json_objects_get_a_verdict_never_an_exception(document):
+    verdict = validate(json.dumps(document).encode(), now=NOW, max_future_skew=SKEW)
+    assert isinstance(verdict, (Reading, Rejection))
+    if isinstance(verdict, Reading):
+        assert 30 <= verdict.heart_rate <= 220
+        assert verdict.ts.utcoffset() == timedelta(0)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"[" * 100_000, Reason.INVALID_JSON),
+        (payload(timestamp="0001-01-01T00:00:00+01:00"), Reason.INVALID_TIMESTAMP),
+    ],
+)
+def test_inputs_that_once_raised_are_rejected_with_a_reason(raw, reason):
+    verdict = validate(raw, now=NOW, max_future_skew=SKEW)
+    assert isinstance(verdict, Rejection)
+    assert verdict.reason is reason
+
+
+def test_a_failure_inside_validation_becomes_an_unprocessable_rejection(monkeypatch):
+    import heartbeat.validation as validation
+
+    def broken(*_, **__):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(validation, "validate", broken)
+    verdict = judge(payload(), now=NOW, max_future_skew=SKEW)
+    assert verdict == Rejection(Reason.UNPROCESSABLE, "RuntimeError: boom")
