@@ -27,7 +27,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from heartbeat.errors import FatalError, KafkaUnavailable, MessageRefused
+from heartbeat.errors import FatalError, KafkaUnavailable, MessageRefused, SettingsError
 from heartbeat.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -92,12 +92,20 @@ def client_config(settings: Settings) -> dict[str, Any]:
         config["sasl.username"] = settings.kafka_sasl_username
     if settings.kafka_sasl_password is not None:
         config["sasl.password"] = settings.kafka_sasl_password.get_secret_value()
-    for key, path in (
-        ("ssl.ca.location", settings.kafka_ssl_ca_location),
-        ("ssl.certificate.location", settings.kafka_ssl_certificate_location),
-        ("ssl.key.location", settings.kafka_ssl_key_location),
+    for key, path, setting in (
+        ("ssl.ca.location", settings.kafka_ssl_ca_location, "KAFKA_SSL_CA_LOCATION"),
+        (
+            "ssl.certificate.location",
+            settings.kafka_ssl_certificate_location,
+            "KAFKA_SSL_CERTIFICATE_LOCATION",
+        ),
+        ("ssl.key.location", settings.kafka_ssl_key_location, "KAFKA_SSL_KEY_LOCATION"),
     ):
         if path is not None:
+            # Checked here, where a client needs it, not when settings load: the
+            # operator passes these paths on to pods that mount the files.
+            if not path.is_file():
+                raise SettingsError(f"invalid settings:\n  {setting}: no file at {path}")
             config[key] = str(path)
     return config
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import DirectoryPath, Field, FilePath, SecretStr, ValidationError, model_validator
+from pydantic import DirectoryPath, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from heartbeat.errors import SettingsError
@@ -66,13 +66,13 @@ class Settings(BaseSettings):
     )
     kafka_sasl_username: str | None = Field(None, description="SASL user name.")
     kafka_sasl_password: SecretStr | None = Field(None, description="SASL password.")
-    kafka_ssl_ca_location: FilePath | None = Field(
+    kafka_ssl_ca_location: Path | None = Field(
         None, description="CA certificate (PEM) to verify the brokers, for SSL protocols."
     )
-    kafka_ssl_certificate_location: FilePath | None = Field(
+    kafka_ssl_certificate_location: Path | None = Field(
         None, description="Client certificate (PEM) for mutual TLS."
     )
-    kafka_ssl_key_location: FilePath | None = Field(
+    kafka_ssl_key_location: Path | None = Field(
         None, description="Client private key (PEM) for mutual TLS."
     )
     kafka_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
-from heartbeat_localstack.exceptions import LocalStackError, ServiceStartError
+from heartbeat_localstack import console
 from heartbeat_localstack.maven import KAFKA_VERSION
 from heartbeat_localstack.stack import Stack
 
@@ -39,46 +38,28 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _explain(exc: ServiceStartError, directory: Path) -> str:
-    paragraph = (
-        f"error: {exc.component} did not start: {exc.reason}. Its log is {exc.log_path}. "
-        f"Whatever this command had started was stopped again; fix the cause and run "
-        f"'python -m heartbeat_localstack up --dir {directory}' again."
-    )
-    text = textwrap.fill(paragraph, width=100)
-    if exc.log_tail:
-        text += "\n\nLast lines of the log:\n" + textwrap.indent(exc.log_tail, "  ")
-    return text
+def _command(args: argparse.Namespace) -> int:
+    if args.command == "up":
+        stack = Stack(args.dir, kafka_version=args.kafka_version)
+        stack.up()
+        print(
+            f"Kafka at {stack.kafka.bootstrap_servers}, PostgreSQL at "
+            f"{stack.postgres.host}:{stack.postgres.port}."
+        )
+        print(f"Settings in {stack.env_path}; in a shell: set -a; . {stack.env_path}; set +a")
+    elif args.command == "down":
+        Stack(args.dir).down()
+    else:
+        for component, state in Stack(args.dir).status().items():
+            print(f"{component}: {state}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="heartbeat_localstack: %(message)s", stream=sys.stderr
+    return console.run(
+        lambda: _command(args), f"python -m heartbeat_localstack up --dir {args.dir}"
     )
-    try:
-        if args.command == "up":
-            stack = Stack(args.dir, kafka_version=args.kafka_version)
-            stack.up()
-            print(
-                f"Kafka at {stack.kafka.bootstrap_servers}, PostgreSQL at "
-                f"{stack.postgres.host}:{stack.postgres.port}."
-            )
-            print(f"Settings in {stack.env_path}; in a shell: set -a; . {stack.env_path}; set +a")
-        elif args.command == "down":
-            Stack(args.dir).down()
-        else:
-            for component, state in Stack(args.dir).status().items():
-                print(f"{component}: {state}")
-    except ServiceStartError as exc:
-        print(_explain(exc, args.dir), file=sys.stderr)
-        return 1
-    except LocalStackError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    return 0
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from heartbeat_localstack import console
 from heartbeat_localstack.exceptions import LocalStackError, MissingToolError, ServiceStartError
 from heartbeat_localstack.ports import HOST, free_port, port_is_free
 from heartbeat_localstack.process import DetachedProcess, tail
@@ -302,45 +303,37 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command(args: argparse.Namespace) -> int:
+    state_dir = args.dir / "prometheus"
+    if args.command == "up":
+        if not args.rules.is_file():
+            print(f"error: no rules file at {args.rules}; pass --rules", file=sys.stderr)
+            return 2
+        targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+        server = PrometheusServer(
+            state_dir,
+            targets=targets,
+            rules_files=[args.rules],
+            port=args.port,
+            scrape_interval=args.scrape_interval,
+        )
+        server.start()
+        print(f"Prometheus at {server.url}, scraping {', '.join(targets)}.")
+        print(f"PROMETHEUS_URL={server.url}")
+    elif args.command == "down":
+        PrometheusServer(state_dir).stop()
+    else:
+        server = PrometheusServer(state_dir)
+        state = f"running at {server.url}" if server.is_running() else "not running"
+        print(f"Prometheus: {state}; log {server.log_path}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="heartbeat_localstack: %(message)s", stream=sys.stderr
+    return console.run(
+        lambda: _command(args), f"python -m heartbeat_localstack.prometheus up --dir {args.dir}"
     )
-    state_dir = args.dir / "prometheus"
-    try:
-        if args.command == "up":
-            if not args.rules.is_file():
-                print(f"error: no rules file at {args.rules}; pass --rules", file=sys.stderr)
-                return 2
-            targets = [t.strip() for t in args.targets.split(",") if t.strip()]
-            server = PrometheusServer(
-                state_dir,
-                targets=targets,
-                rules_files=[args.rules],
-                port=args.port,
-                scrape_interval=args.scrape_interval,
-            )
-            server.start()
-            print(f"Prometheus at {server.url}, scraping {', '.join(targets)}.")
-            print(f"PROMETHEUS_URL={server.url}")
-        elif args.command == "down":
-            PrometheusServer(state_dir).stop()
-        else:
-            server = PrometheusServer(state_dir)
-            state = f"running at {server.url}" if server.is_running() else "not running"
-            print(f"Prometheus: {state}; log {server.log_path}")
-    except ServiceStartError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        if exc.log_tail:
-            print("Last lines of the log:\n" + exc.log_tail, file=sys.stderr)
-        return 1
-    except LocalStackError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    return 0
 
 
 if __name__ == "__main__":
