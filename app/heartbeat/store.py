@@ -123,7 +123,16 @@ class Store:
             conninfo,
             min_size=1,
             max_size=max(1, max_size),
-            kwargs={"connect_timeout": max(1, round(connect_timeout))},
+            kwargs={
+                "connect_timeout": max(1, round(connect_timeout)),
+                # Notice a peer that vanished (network partition, failover without a
+                # reset) within about a minute instead of TCP's ~15 minutes.
+                "keepalives": 1,
+                "keepalives_idle": 30,
+                "keepalives_interval": 10,
+                "keepalives_count": 3,
+                "tcp_user_timeout": 60_000,
+            },
             configure=self._configure,
             check=ConnectionPool.check_connection,
             timeout=connect_timeout,
