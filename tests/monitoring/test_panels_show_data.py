@@ -177,8 +177,11 @@ def test_prometheus_evaluates_every_loaded_rule_without_error(monitored):
         assert not rule["lastEvaluation"].startswith("0001"), f"{name} was never evaluated"
 
 
-def test_a_healthy_pipeline_meets_no_alert_condition(monitored):
+def test_a_healthy_pipeline_meets_no_alert_condition_but_its_stale_customers(monitored):
     met = {
         rule["alert"]: monitored.prometheus.query(rule["expr"]) for rule in pipeline_alert_rules()
     }
+    # The world has three customers silent for 15-20 minutes on purpose.
+    stale = met.pop("HeartbeatCustomersStale")
+    assert [float(sample["value"][1]) for sample in stale] == [float(len(STALE_CUSTOMERS))]
     assert {name: result for name, result in met.items() if result} == {}

@@ -117,6 +117,10 @@ def _wait_until_data_is_everywhere(world: Monitored) -> None:
             )[0][0]
             == len(STALE_CUSTOMERS)
         ),
+        # The consumer refreshes this gauge every 30 s; wait for a count after they landed.
+        "stale customers counted": lambda: (
+            world.value("max(heartbeat_stale_customers)") == len(STALE_CUSTOMERS)
+        ),
     }
     deadline = time.monotonic() + READY_TIMEOUT
     pending = dict(checks)
