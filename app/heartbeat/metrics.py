@@ -37,11 +37,16 @@ def new_registry(*, process_collectors: bool = True) -> CollectorRegistry:
     return registry
 
 
+def register_build_info(registry: CollectorRegistry, component: str) -> None:
+    """heartbeat_build_info{version, component}: which process and version answers."""
+    Info("heartbeat_build", "Version of the running heartbeat process.", registry=registry).info(
+        {"version": __version__, "component": component}
+    )
+
+
 class _Common:
     def __init__(self, registry: CollectorRegistry, component: str) -> None:
-        Info(
-            "heartbeat_build", "Version of the running heartbeat process.", registry=registry
-        ).info({"version": __version__, "component": component})
+        register_build_info(registry, component)
         self.dependency_up = Gauge(
             "heartbeat_dependency_up",
             "1 while the process can reach the dependency, 0 while it retries.",

@@ -209,11 +209,14 @@ def load_settings(**overrides: Any) -> Settings:
         raise SettingsError(describe_validation_error(exc)) from exc
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    lines = ["invalid settings:"]
+def describe_validation_error(
+    exc: ValidationError, *, prefix: str = "", title: str = "invalid settings:"
+) -> str:
+    """One message naming each bad field by its environment variable (``prefix`` + NAME)."""
+    lines = [title]
     for error in exc.errors(include_url=False):
         location = ".".join(str(part) for part in error["loc"])
-        name = Settings.env_name(location) if location else "settings"
+        name = f"{prefix}{location.upper()}" if location else "settings"
         given = error.get("input")
         shown = (
             ""
@@ -225,13 +228,15 @@ def describe_validation_error(exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def documented_fields() -> list[tuple[str, str, str]]:
-    """(environment variable, default, description) of every setting, in order."""
+def documented_fields(
+    model: type[BaseSettings] = Settings, prefix: str = ""
+) -> list[tuple[str, str, str]]:
+    """(environment variable, default, description) of every field of ``model``, in order."""
     rows = []
-    for name, field in Settings.model_fields.items():
+    for name, field in model.model_fields.items():
         default = field.default
         if isinstance(default, SecretStr):
             default = default.get_secret_value()
         shown = "" if default is None else str(default)
-        rows.append((Settings.env_name(name), shown, field.description or ""))
+        rows.append((f"{prefix}{name.upper()}", shown, field.description or ""))
     return rows

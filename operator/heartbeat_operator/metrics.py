@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import contextlib
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from heartbeat import __version__
+from heartbeat.metrics import register_build_info
 from heartbeat_operator.status import CONDITION_TYPES
 
 RESULTS = ("ok", "invalid", "error")
@@ -19,9 +19,7 @@ RESULTS = ("ok", "invalid", "error")
 
 class OperatorMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        Info(
-            "heartbeat_build", "Version of the running heartbeat process.", registry=registry
-        ).info({"version": __version__, "component": "operator"})
+        register_build_info(registry, "operator")
         self.simulations = Gauge(
             "heartbeat_operator_simulations",
             "HeartbeatSimulations the operator serves.",

@@ -15,6 +15,8 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from heartbeat import __version__
+from heartbeat.settings import describe_validation_error
+from heartbeat.settings import documented_fields as settings_documentation
 from heartbeat_operator.exceptions import OperatorSettingsError
 from heartbeat_operator.quantity import parse_quantity
 
@@ -128,20 +130,12 @@ def load_operator_settings(**overrides: object) -> OperatorSettings:
     try:
         return OperatorSettings(**given)  # type: ignore[arg-type]
     except ValidationError as exc:
-        lines = ["invalid operator settings:"]
-        for error in exc.errors(include_url=False):
-            field = ".".join(str(part) for part in error["loc"])
-            lines.append(f"  OPERATOR_{field.upper()}: {error['msg']} (got {error['input']!r})")
-        raise OperatorSettingsError("\n".join(lines)) from exc
+        message = describe_validation_error(
+            exc, prefix="OPERATOR_", title="invalid operator settings:"
+        )
+        raise OperatorSettingsError(message) from exc
 
 
 def documented_fields() -> list[tuple[str, str, str]]:
     """(environment variable, default, description) of every OPERATOR_* setting, in order."""
-    return [
-        (
-            f"OPERATOR_{name.upper()}",
-            "" if f.default is None else str(f.default),
-            f.description or "",
-        )
-        for name, f in OperatorSettings.model_fields.items()
-    ]
+    return settings_documentation(OperatorSettings, prefix="OPERATOR_")
