@@ -139,6 +139,24 @@ class ConsumerMetrics(_Common):
             "Partitions assigned to this consumer.",
             registry=registry,
         )
+        self.dead_letters_refused = Counter(
+            "heartbeat_dead_letters_refused_total",
+            "Dead letters the broker refused whole (too large even when cut); a minimal "
+            "dead letter (reason, source coordinates, sizes) was sent instead.",
+            registry=registry,
+        )
+        self.stalled_partitions = Gauge(
+            "heartbeat_consumer_stalled_partitions",
+            "Owned partitions with lag that have not advanced for CONSUMER_STALL_SECONDS.",
+            registry=registry,
+        )
+        self.last_progress = Gauge(
+            "heartbeat_consumer_last_progress_timestamp_seconds",
+            "When the stored position of the partition last advanced (or it was assigned), "
+            "Unix time.",
+            ["topic", "partition"],
+            registry=registry,
+        )
         for reason in Reason:
             self.rejected.labels(reason.value)
         for kind in Anomaly:

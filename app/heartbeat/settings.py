@@ -78,6 +78,21 @@ class Settings(BaseSettings):
     kafka_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
         "zstd", description="Compression of produced messages."
     )
+    kafka_session_timeout_seconds: float = Field(
+        45.0,
+        ge=6,
+        le=1800,
+        description="Consumer group session timeout: how long a silent member keeps its "
+        "partitions. With static membership, how long a restarting pod may be away without "
+        "a rebalance.",
+    )
+    kafka_group_instance_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=249,
+        description="Static group membership id (e.g. the pod name); empty is dynamic "
+        "membership. Unique per consumer process.",
+    )
 
     # --- PostgreSQL ------------------------------------------------------------
     database_url: SecretStr = Field(
@@ -89,6 +104,20 @@ class Settings(BaseSettings):
     )
     database_connect_timeout_seconds: float = Field(
         5.0, gt=0, le=300, description="Timeout of one PostgreSQL connection attempt."
+    )
+    database_statement_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Longest one PostgreSQL statement may run before it is cancelled and "
+        "retried.",
+    )
+    database_lock_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Longest a PostgreSQL statement waits for a lock before it is cancelled "
+        "and retried.",
     )
     migrations_dir: DirectoryPath | None = Field(
         None, description="Folder of SQL migrations; empty uses the ones shipped with the package."
@@ -106,6 +135,21 @@ class Settings(BaseSettings):
         ge=0,
         le=31_536_000,
         description="Readings stamped further in the future than this are rejected.",
+    )
+
+    consumer_stall_seconds: float = Field(
+        180.0,
+        ge=1,
+        le=86_400,
+        description="/readyz fails when an owned partition with lag has not advanced for this "
+        "long.",
+    )
+    shutdown_timeout_seconds: float = Field(
+        15.0,
+        gt=0,
+        le=3600,
+        description="Longest a stop (SIGTERM) may take; past it the process exits 0 and an "
+        "unwritten batch is read again.",
     )
 
     stale_customer_seconds: float = Field(
