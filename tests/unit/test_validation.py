@@ -7,7 +7,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from heartbeat.validation import Anomaly, Reading, Reason, Rejection, classify, judge, validate
+from heartbeat.validation import (
+    Anomaly,
+    Reading,
+    Reason,
+    Rejection,
+    classify,
+    conflicting_reading,
+    judge,
+    validate,
+)
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 SKEW = timedelta(minutes=5)
@@ -89,6 +98,96 @@ def test_timestamp_in_another_zone_is_converted_to_utc():
 def test_z_suffix_and_timestamp_within_the_allowed_skew_are_accepted():
     verdict = validate(payload(timestamp="2026-01-01T12:04:59Z"), now=NOW, max_future_skew=SKEW)
     assert isinstance(verdict, Reading)
+
+
+def at(timestamp: str) -> Reading | Rejection:
+    return validate(payload(timestamp=timestamp), now=NOW, max_future_skew=SKEW)
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "stored"),
+    [
+        ("2026-01-01T11:59:00Z", datetime(2026, 1, 1, 11, 59, tzinfo=UTC)),
+        ("2026-01-01t11:59:00z", datetime(2026, 1, 1, 11, 59, tzinfo=UTC)),
+        ("2026-01-01 11:59:00Z", datetime(2026, 1, 1, 11, 59, tzinfo=UTC)),
+        ("2026-01-01T11:59:00+00:00", datetime(2026, 1, 1, 11, 59, tzinfo=UTC)),
+        # RFC 3339's "offset unknown" is still the same instant in UTC.
+        ("2026-01-01T11:59:00-00:00", datetime(2026, 1, 1, 11, 59, tzinfo=UTC)),
+        ("2026-01-01T06:29:00-05:30", datetime(2026, 1, 1, 11, 59, tzinfo=UTC)),
+        ("2026-01-01T23:59:00+12:00", datetime(2026, 1, 1, 11, 59, tzinfo=UTC)),
+        ("2026-01-01T11:59:00.5Z", datetime(2026, 1, 1, 11, 59, 0, 500_000, tzinfo=UTC)),
+        ("2026-01-01T11:59:00.000001Z", datetime(2026, 1, 1, 11, 59, 0, 1, tzinfo=UTC)),
+        # Finer than a microsecond: truncated, never rounded up into the next microsecond.
+        ("2026-01-01T11:59:00.0000019Z", datetime(2026, 1, 1, 11, 59, 0, 1, tzinfo=UTC)),
+        ("2026-01-01T11:59:00.999999999Z", datetime(2026, 1, 1, 11, 59, 0, 999_999, tzinfo=UTC)),
+        ("2024-02-29T11:59:00Z", datetime(2024, 2, 29, 11, 59, tzinfo=UTC)),
+    ],
+)
+def test_rfc_3339_timestamps_are_accepted_and_stored_in_utc(timestamp, stored):
+    verdict = at(timestamp)
+    assert isinstance(verdict, Reading), verdict
+    assert verdict.ts == stored
+    assert verdict.ts.utcoffset() == timedelta(0)
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "reason"),
+    [
+        ("2026-01-01\x0011:59:00Z", Reason.INVALID_TIMESTAMP),  # any other separator
+        ("2026-01-01X11:59:00Z", Reason.INVALID_TIMESTAMP),
+        ("2026-01-01_11:59:00Z", Reason.INVALID_TIMESTAMP),
+        ("2026-01-01T11:59Z", Reason.INVALID_TIMESTAMP),  # seconds are required
+        ("2026-01-01T11Z", Reason.INVALID_TIMESTAMP),
+        ("2026-01-01Z", Reason.INVALID_TIMESTAMP),
+        ("2026-01-01", Reason.INVALID_TIMESTAMP),
+        ("2026-W01-4T11:59:00Z", Reason.INVALID_TIMESTAMP),  # ISO 8601 week date
+        ("2026-001T11:59:00Z", Reason.INVALID_TIMESTAMP),  # ISO 8601 ordinal date
+        ("20260101T115900Z", Reason.INVALID_TIMESTAMP),  # ISO 8601 basic format
+        ("2026-01-01T115900Z", Reason.INVALID_TIMESTAMP),
+        ("2026-01-01T11:59:00,5Z", Reason.INVALID_TIMESTAMP),  # comma fraction
+        ("2026-01-01T11:59:00.Z", Reason.INVALID_TIMESTAMP),  # empty fraction
+        ("2026-01-01T11:59:00+0100", Reason.INVALID_TIMESTAMP),  # offset without colon
+        ("2026-01-01T11:59:00+01", Reason.INVALID_TIMESTAMP),
+        ("2026-01-01T11:59:00+01:00:30", Reason.INVALID_TIMESTAMP),  # offset seconds
+        ("2026-01-01T11:59:00+24:00", Reason.INVALID_TIMESTAMP),
+        ("2026-01-01T11:59:00+05:60", Reason.INVALID_TIMESTAMP),
+        ("2026-01-01T11:59:00 Z", Reason.INVALID_TIMESTAMP),
+        (" 2026-01-01T11:59:00Z", Reason.INVALID_TIMESTAMP),
+        ("2026-01-01T11:59:00Z\n", Reason.INVALID_TIMESTAMP),
+        ("2026-01-01T11:59:00UTC", Reason.INVALID_TIMESTAMP),
+        ("2026-01-01T24:00:00Z", Reason.INVALID_TIMESTAMP),
+        ("2026-01-01T11:60:00Z", Reason.INVALID_TIMESTAMP),
+        ("2025-12-31T23:59:60Z", Reason.INVALID_TIMESTAMP),  # leap second: no datetime for it
+        ("2026-02-29T11:59:00Z", Reason.INVALID_TIMESTAMP),
+        ("2026-00-10T11:59:00Z", Reason.INVALID_TIMESTAMP),
+        ("0000-01-01T00:00:00Z", Reason.INVALID_TIMESTAMP),
+        ("\u0662\u0660\u0662\u0666-01-01T11:59:00Z", Reason.INVALID_TIMESTAMP),  # Arabic digits
+        ("2026-01-01T11:59:00", Reason.TIMESTAMP_WITHOUT_TIMEZONE),
+        ("2026-01-01 11:59:00.123", Reason.TIMESTAMP_WITHOUT_TIMEZONE),
+        ("2026-01-01t11:59:00", Reason.TIMESTAMP_WITHOUT_TIMEZONE),
+    ],
+)
+def test_timestamps_outside_rfc_3339_are_rejected_with_their_reason(timestamp, reason):
+    verdict = at(timestamp)
+    assert isinstance(verdict, Rejection), verdict
+    assert verdict.reason is reason
+    assert repr(timestamp[:20])[1:-1] in verdict.detail
+
+
+def test_timestamps_a_fraction_of_a_microsecond_apart_are_the_same_instant():
+    first, second = at("2026-01-01T11:59:00.0000010Z"), at("2026-01-01T11:59:00.0000014Z")
+    assert isinstance(first, Reading)
+    assert isinstance(second, Reading)
+    assert first.ts == second.ts
+
+
+def test_conflicting_reading_names_the_customer_the_instant_and_both_heart_rates():
+    reading = Reading(7, datetime(2026, 1, 1, 11, 59, 0, 1, tzinfo=UTC), 71, None)
+    assert conflicting_reading(reading, 70) == Rejection(
+        Reason.CONFLICTING_READING,
+        "customer 7 at 2026-01-01T11:59:00.000001Z already stored with heart_rate 70;"
+        " this reading says 71",
+    )
 
 
 def test_extra_fields_are_ignored():
