@@ -7,6 +7,13 @@ Load them from a conftest with ``pytest_plugins = ["tests.services"]`` (or
     kafka_service      .bootstrap_servers
     postgres_service   .conninfo, .env(), .stop(), .start() (same address after start)
 
+For fault tests, whatever the backend, real local processes a test may kill or freeze,
+one of each per test module (the shared services above stay untouched):
+
+    own_kafka_broker    a `KafkaBroker`: .kill(), .start() on the same port and data
+    own_kafka_cluster   a three-node `KafkaCluster`: .node(id).kill() / .start()
+    own_postgres        a `PostgresServer`: .crash(), .hang(), .resume(), .start()
+
 The backend comes from HEARTBEAT_TEST_SERVICES:
 
     local        real processes from `heartbeat_localstack` (Kafka jars from Maven Central, Debian's
@@ -30,10 +37,18 @@ import psycopg
 import pytest
 
 from heartbeat_localstack.kafka import KafkaBroker
+from heartbeat_localstack.kafka_cluster import KafkaCluster
 from heartbeat_localstack.ports import free_port
 from heartbeat_localstack.postgres import PostgresServer
 
-__all__ = ["kafka_service", "postgres_service", "services_backend"]
+__all__ = [
+    "kafka_service",
+    "own_kafka_broker",
+    "own_kafka_cluster",
+    "own_postgres",
+    "postgres_service",
+    "services_backend",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +144,39 @@ def postgres_service(services_backend: str) -> Iterator[PostgresService]:
             yield server
         finally:
             server.stop()
+
+
+@pytest.fixture(scope="module")
+def own_kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    broker = KafkaBroker(tmp_path_factory.mktemp("own-kafka"))
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="module")
+def own_kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
+    cluster = KafkaCluster(tmp_path_factory.mktemp("own-kafka-cluster"), nodes=3)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def own_postgres() -> Iterator[PostgresServer]:
+    # A folder the postgres user can reach, as for postgres_service.
+    with tempfile.TemporaryDirectory(prefix="heartbeat-pg-", ignore_cleanup_errors=True) as base:
+        os.chmod(base, 0o711)
+        server = PostgresServer(Path(base) / "postgres", user=DATABASE, database=DATABASE)
+        try:
+            server.start()
+            yield server
+        finally:
+            server.stop(mode="immediate")
 
 
 # --- testcontainers ---------------------------------------------------------------------

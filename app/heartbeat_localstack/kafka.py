@@ -8,6 +8,9 @@ The jars come from Maven Central (see `heartbeat_localstack.maven`); the broker 
     server.log                             the broker's own log
     stdout.log                             the JVM's stdout and stderr
     kafka.pid, state.json                  pid, ports and cluster id, to find it again
+
+As one node of a `heartbeat_localstack.kafka_cluster.KafkaCluster`, a `Seat` fixes its id,
+ports and cluster id.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import shutil
 import subprocess
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +47,42 @@ def new_cluster_id() -> str:
             return text
 
 
-def server_properties(port: int, controller_port: int, data_dir: Path) -> str:
-    """A single combined KRaft node on the loopback address, sized for tests and development."""
+@dataclass(frozen=True)
+class Seat:
+    """One node's place in a multi-node cluster: fixed by the cluster, the same at every start."""
+
+    node_id: int
+    port: int
+    controller_port: int
+    voters: str  # controller.quorum.voters: "<id>@<host>:<controller port>,..."
+    cluster_id: str
+    replication: int  # replication factor of new and internal topics
+
+
+def min_insync_replicas(replication: int) -> int:
+    """One replica may be lost without refusing acks=all writes: 2 of 3, 1 of 1 or 2."""
+    return max(1, replication - 1)
+
+
+def server_properties(
+    port: int,
+    controller_port: int,
+    data_dir: Path,
+    *,
+    node_id: int = 1,
+    voters: str | None = None,
+    replication: int = 1,
+) -> str:
+    """A combined KRaft node on the loopback address, sized for tests and development.
+
+    Alone by default; with `voters` (and `replication`), one node of a cluster.
+    """
+    rf = str(replication)
+    min_isr = str(min_insync_replicas(replication))
     settings = {
         "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@{HOST}:{controller_port}",
+        "node.id": str(node_id),
+        "controller.quorum.voters": voters or f"{node_id}@{HOST}:{controller_port}",
         "listeners": f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
         "advertised.listeners": f"PLAINTEXT://{HOST}:{port}",
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
@@ -56,14 +90,14 @@ def server_properties(port: int, controller_port: int, data_dir: Path) -> str:
         "inter.broker.listener.name": "PLAINTEXT",
         "log.dirs": str(data_dir),
         "num.partitions": "1",
-        "default.replication.factor": "1",
-        "min.insync.replicas": "1",
-        # A single node never gets a group or transaction coordinator without these.
-        "offsets.topic.replication.factor": "1",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
+        "default.replication.factor": rf,
+        "min.insync.replicas": min_isr,
+        # The defaults (3) would leave a single node without a group or transaction coordinator.
+        "offsets.topic.replication.factor": rf,
+        "transaction.state.log.replication.factor": rf,
+        "transaction.state.log.min.isr": min_isr,
+        "share.coordinator.state.topic.replication.factor": rf,
+        "share.coordinator.state.topic.min.isr": min_isr,
         # Small internal topics start fast; one node gains nothing from more partitions.
         "offsets.topic.num.partitions": "1",
         "transaction.state.log.num.partitions": "1",
@@ -102,7 +136,11 @@ logger.request.level = warn
 
 
 class KafkaBroker:
-    """One Kafka broker process whose files live in `state_dir`."""
+    """One Kafka broker process whose files live in `state_dir`.
+
+    Alone it picks its ports (keeping them across restarts while they are free); as one node
+    of a `KafkaCluster` its `seat` fixes id, ports and cluster id.
+    """
 
     def __init__(
         self,
@@ -111,14 +149,16 @@ class KafkaBroker:
         version: str = KAFKA_VERSION,
         heap: str = "512m",
         ready_timeout: float = 60.0,
+        seat: Seat | None = None,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.version = version
         self.heap = heap
         self.ready_timeout = ready_timeout
-        self.port: int | None = None
-        self.controller_port: int | None = None
-        self.cluster_id: str | None = None
+        self.seat = seat
+        self.port: int | None = seat.port if seat else None
+        self.controller_port: int | None = seat.controller_port if seat else None
+        self.cluster_id: str | None = seat.cluster_id if seat else None
         self._process = DetachedProcess(self.state_dir / "kafka.pid", str(self.config_path))
         self._load_saved()
 
@@ -171,6 +211,16 @@ class KafkaBroker:
             logger.info("stopping Kafka at %s", self.bootstrap_servers if self.port else "?")
         self._process.stop(timeout)
 
+    def kill(self, timeout: float = 10.0) -> None:
+        """SIGKILL, as a crash would: no clean shutdown, nothing flushed. Returns once it is gone.
+
+        `start()` afterwards brings it back on the same port and data dir (log recovery runs).
+        """
+        pid = self.pid
+        if pid is not None:
+            logger.info("killing Kafka at %s (pid %d)", self.bootstrap_servers, pid)
+        self._process.kill(timeout)
+
     def wait_ready(self) -> None:
         """Return once the broker answers a metadata request; raise if it died or hung."""
         started = time.monotonic()
@@ -222,14 +272,24 @@ class KafkaBroker:
         libs = kafka_libs(self.version)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._load_saved()
-        self.port = reuse_or_pick(self.port)
-        self.controller_port = reuse_or_pick(self.controller_port)
-        while self.controller_port == self.port:
-            self.controller_port = free_port()
-        self.cluster_id = self.cluster_id or new_cluster_id()
-        self.config_path.write_text(
-            server_properties(self.port, self.controller_port, self.data_dir)
-        )
+        if self.seat is None:
+            self.port = reuse_or_pick(self.port)
+            self.controller_port = reuse_or_pick(self.controller_port)
+            while self.controller_port == self.port:
+                self.controller_port = free_port()
+            self.cluster_id = self.cluster_id or new_cluster_id()
+            properties = server_properties(self.port, self.controller_port, self.data_dir)
+        else:  # the other voters know this node by its ports: they never change
+            seat = self.seat
+            properties = server_properties(
+                seat.port,
+                seat.controller_port,
+                self.data_dir,
+                node_id=seat.node_id,
+                voters=seat.voters,
+                replication=seat.replication,
+            )
+        self.config_path.write_text(properties)
         log4j = self.state_dir / "log4j2.properties"
         log4j.write_text(log4j2_properties(self.log_path))
         common = [f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*"]

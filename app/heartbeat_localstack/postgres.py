@@ -19,6 +19,7 @@ import logging
 import os
 import pwd
 import shutil
+import signal
 import stat
 import subprocess
 import tempfile
@@ -28,7 +29,7 @@ from typing import Any
 
 from heartbeat_localstack.exceptions import LocalStackError, MissingToolError, ServiceStartError
 from heartbeat_localstack.ports import HOST, reuse_or_pick
-from heartbeat_localstack.process import tail
+from heartbeat_localstack.process import children, send_signal, tail
 
 logger = logging.getLogger(__name__)
 
@@ -158,9 +159,10 @@ class PostgresServer:
         logger.info("PostgreSQL answers at %s:%s", self.host, self.port)
 
     def stop(self, mode: str = "fast") -> None:
-        """Stop the server (`mode`: smart, fast or immediate). Idempotent."""
+        """Stop the server (`mode`: smart, fast or immediate). Idempotent; ends a `hang()`."""
         if not self.is_running():
             return
+        self.resume()
         logger.info("stopping PostgreSQL at %s:%s (%s)", self.host, self.port, mode)
         result = self._pg_ctl("stop", "-m", mode, "-w", "-t", "60")
         if result.returncode != 0 and self.is_running():
@@ -171,6 +173,45 @@ class PostgresServer:
         """Stop and start again on the same port, so clients can reconnect."""
         self.stop()
         self.start()
+
+    def crash(self) -> None:
+        """Stop as a crash would (immediate shutdown: no checkpoint, every session cut).
+
+        `start()` afterwards runs crash recovery from the WAL, on the same port.
+        """
+        self.resume()
+        self.stop(mode="immediate")
+
+    def hang(self) -> None:
+        """Freeze the server (SIGSTOP to the postmaster, then to each of its processes).
+
+        The kernel still accepts TCP connections into the listen queue, but no connection
+        gets an answer and no query returns, as with a server stuck on a dead disk.
+        """
+        postmaster = self._postmaster_pid()
+        if postmaster is None:
+            raise LocalStackError(f"PostgreSQL in {self.data_dir} does not run: nothing to hang")
+        logger.info("hanging PostgreSQL at %s:%s (pid %d)", self.host, self.port, postmaster)
+        send_signal(postmaster, signal.SIGSTOP)  # first, so it forks nothing new meanwhile
+        for pid in children(postmaster):
+            send_signal(pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Undo `hang()`: SIGCONT to each process, the postmaster last. Harmless otherwise."""
+        postmaster = self._postmaster_pid()
+        if postmaster is None:
+            return
+        for pid in children(postmaster):
+            send_signal(pid, signal.SIGCONT)
+        send_signal(postmaster, signal.SIGCONT)
+
+    def _postmaster_pid(self) -> int | None:
+        """The pid in postmaster.pid while that process lives, else None."""
+        try:
+            pid = int((self.data_dir / "postmaster.pid").read_text().splitlines()[0])
+        except (OSError, IndexError, ValueError):
+            return None
+        return pid if Path(f"/proc/{pid}").exists() else None
 
     def _start_error(self, reason: str, output: str = "") -> ServiceStartError:
         """The error for a failed start: `output` of the failing program, then the log's end."""

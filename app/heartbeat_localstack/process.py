@@ -16,6 +16,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from heartbeat_localstack.exceptions import LocalStackError
+
 logger = logging.getLogger(__name__)
 
 
@@ -29,6 +31,30 @@ def tail(path: Path, lines: int = 20) -> str:
     except OSError:
         return ""
     return "\n".join(text.splitlines()[-lines:])
+
+
+def children(pid: int) -> list[int]:
+    """The pids of the live processes whose parent is `pid`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def send_signal(pid: int, signum: int) -> bool:
+    """Send `signum` to `pid`; False when the process is already gone."""
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _cmdline(pid: int) -> str | None:
@@ -97,6 +123,16 @@ class DetachedProcess:
                 logger.warning("pid %d ignored SIGTERM for %.0f s; killing it", pid, timeout)
                 self._signal(pid, signal.SIGKILL)
                 self._wait_gone(10.0)
+        self._popen = None
+        self.pid_file.unlink(missing_ok=True)
+
+    def kill(self, timeout: float = 10.0) -> None:
+        """SIGKILL, as a crash would (no shutdown hook runs); returns once the process is gone."""
+        pid = self.pid()
+        if pid is not None:
+            self._signal(pid, signal.SIGKILL)
+            if not self._wait_gone(timeout):
+                raise LocalStackError(f"pid {pid} still runs {timeout:.0f} s after SIGKILL")
         self._popen = None
         self.pid_file.unlink(missing_ok=True)
 
