@@ -203,7 +203,9 @@ def metric_names(expr: str) -> set[str]:
     return {name for name in _IDENTIFIER.findall(text) if name.lower() not in _KEYWORDS}
 
 
-_SET_OPERATOR = re.compile(r"\s+(and|or|unless)\s+")
+# A set operator and the vector matching that may follow it (`and on (instance)`): neither
+# belongs to the side after it.
+_SET_OPERATOR = re.compile(r"\s+(and|or|unless)(\s+(on|ignoring)\s*\([^)]*\))?\s+")
 _THRESHOLD = re.compile(r"\s*(==|!=|>=|<=|>|<)\s*(bool\s+)?[-+]?(\d+\.?\d*([eE][-+]?\d+)?|Inf)\s*$")
 
 

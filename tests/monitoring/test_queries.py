@@ -96,6 +96,11 @@ def test_metric_names_are_the_selected_series_not_functions_labels_or_keywords(e
         ("(x > 1 and y > 2) / z > 3", ["(x > 1 and y > 2) / z"]),
         ("x < 1 unless y", ["x", "y"]),
         ("x >= bool -2.5e1", ["x"]),
+        (
+            "sum by (i, t) (x) > 0 and on (i) sum by (i) (y) < 1",
+            ["sum by (i, t) (x)", "sum by (i) (y)"],
+        ),
+        ("x > 0 unless ignoring(t) y", ["x", "y"]),
     ],
 )
 def test_thresholds_are_removed_from_every_side_of_an_alert_expression(expr, sides):
