@@ -14,6 +14,7 @@ from boards.panels import Panel, stat, table, timeseries
 
 UID = "heartbeat-pipeline"
 RATE = "[$__rate_interval]"
+STALL_SECONDS = 180  # CONSUMER_STALL_SECONDS' default
 
 
 def _rate(metric: str, by: str = "") -> str:
@@ -53,7 +54,7 @@ def throughput() -> list[Panel]:
             PROMETHEUS,
             [promql("A", _rate("heartbeat_anomalies_total", "kind"), "{{kind}}")],
             unit="ops",
-            width=8,
+            width=6,
         ),
         timeseries(
             "Dead-letter rate",
@@ -65,7 +66,7 @@ def throughput() -> list[Panel]:
                 promql("B", _rate("heartbeat_produce_errors_total"), "undelivered by producers"),
             ],
             unit="ops",
-            width=8,
+            width=6,
         ),
         stat(
             "Rejected share",
@@ -80,9 +81,27 @@ def throughput() -> list[Panel]:
                 )
             ],
             unit="percentunit",
-            width=8,
+            width=6,
             height=8,
             steps=((None, "green"), (0.02, "orange"), (0.05, "red")),
+        ),
+        stat(
+            "Dead letters refused",
+            "Dead letters the broker refused even when cut to the dead-letter topic's limit, in "
+            "the time range; a minimal dead letter (reason, source coordinates, sizes) went in "
+            "each one's place, without the message's bytes. The alert "
+            "HeartbeatDeadLettersRefused fires on any.",
+            PROMETHEUS,
+            [
+                promql(
+                    "A",
+                    "round(sum(increase(heartbeat_dead_letters_refused_total[$__range])))",
+                    "refused",
+                )
+            ],
+            width=6,
+            height=8,
+            steps=((None, "green"), (1, "orange")),
         ),
     ]
 
@@ -103,13 +122,32 @@ def consumers() -> list[Panel]:
             unit="short",
         ),
         timeseries(
+            "Time since progress by partition",
+            "Seconds since each partition's stored position last advanced (or it was "
+            "assigned). It grows while a partition has nothing to read (lag 0), which is fine; "
+            "with lag it should stay near the batch wait. Past CONSUMER_STALL_SECONDS (3 minutes "
+            "by default, the dashed line) with lag, the consumer counts the partition as "
+            "stalled and its /readyz fails the progress check.",
+            PROMETHEUS,
+            [
+                promql(
+                    "A",
+                    "time() - max by (topic, partition) "
+                    "(heartbeat_consumer_last_progress_timestamp_seconds)",
+                    "{{topic}}[{{partition}}]",
+                )
+            ],
+            unit="s",
+            threshold_lines=((None, "green"), (STALL_SECONDS, "red")),
+        ),
+        timeseries(
             "Assigned partitions",
             "Partitions each consumer owns; a consumer with none is idle (more consumers than "
             "partitions).",
             PROMETHEUS,
             [promql("A", "sum by (instance) (heartbeat_assigned_partitions)", "{{instance}}")],
             unit="short",
-            width=6,
+            width=8,
         ),
         timeseries(
             "Batch size",
@@ -120,7 +158,24 @@ def consumers() -> list[Panel]:
                 promql("B", _quantile(0.99, "heartbeat_batch_size"), "p99"),
             ],
             unit="short",
-            width=6,
+            width=8,
+        ),
+        timeseries(
+            "Stalled partitions",
+            "Partitions each consumer owns that have lag and have not advanced for "
+            "CONSUMER_STALL_SECONDS; while any has, that consumer's /readyz fails its progress "
+            "check. The alert HeartbeatConsumerPartitionsStalled fires after 2 minutes of it.",
+            PROMETHEUS,
+            [
+                promql(
+                    "A",
+                    "max by (instance) (heartbeat_consumer_stalled_partitions)",
+                    "{{instance}}",
+                )
+            ],
+            unit="short",
+            width=8,
+            threshold_lines=((None, "green"), (1, "red")),
         ),
     ]
 

@@ -110,6 +110,9 @@ def _wait_until_data_is_everywhere(world: Monitored) -> None:
         "lag reported twice": lambda: (
             world.value("count(count_over_time(heartbeat_consumer_lag[1m]) >= 2)") > 0
         ),
+        "progress reported per partition": lambda: (
+            world.value("count(heartbeat_consumer_last_progress_timestamp_seconds)") > 0
+        ),
         "stale customers stored": lambda: (
             world.pipeline.sql(
                 "SELECT count(DISTINCT customer_id) FROM heartbeats WHERE customer_id = ANY(%s)",
