@@ -321,6 +321,18 @@ Refuse values that would render a broken release. Called from the consumer Deplo
 {{- if lt (float64 .Values.config.retryMaxSeconds) (float64 .Values.config.retryInitialSeconds) }}
 {{- fail "config.retryMaxSeconds must be at least config.retryInitialSeconds" }}
 {{- end }}
+{{- $shutdown := float64 $consumer.shutdownTimeoutSeconds }}
+{{- if le (float64 $consumer.terminationGracePeriodSeconds) $shutdown }}
+{{- fail (printf "consumer.terminationGracePeriodSeconds (%v) must be more than consumer.shutdownTimeoutSeconds (%v): Kubernetes would kill a stopping consumer before it is done" $consumer.terminationGracePeriodSeconds $consumer.shutdownTimeoutSeconds) }}
+{{- end }}
+{{- /* The longest a consumer correctly waiting for PostgreSQL may go without turning its
+       loop: one retry wait (at most retryMaxSeconds plus retryInitialSeconds of jitter) and
+       one attempt (a connection, then a statement). */}}
+{{- $pg := .Values.postgresql }}
+{{- $wait := addf .Values.config.retryMaxSeconds .Values.config.retryInitialSeconds $pg.connectTimeoutSeconds $pg.statementTimeoutSeconds }}
+{{- if le (float64 .Values.config.livenessTimeoutSeconds) (float64 $wait) }}
+{{- fail (printf "config.livenessTimeoutSeconds (%v) must be more than %v, the longest a consumer waiting for PostgreSQL may go without turning its loop (config.retryMaxSeconds + config.retryInitialSeconds + postgresql.connectTimeoutSeconds + postgresql.statementTimeoutSeconds): /healthz would fail and Kubernetes restart it" .Values.config.livenessTimeoutSeconds $wait) }}
+{{- end }}
 {{- end }}
 
 {{/*
