@@ -25,7 +25,12 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    ConfigResource,
+    NewTopic,
+    ResourceType,
+)
 
 from heartbeat.errors import FatalError, KafkaUnavailable, MessageRefused, SettingsError
 from heartbeat.settings import Settings
@@ -34,6 +39,22 @@ logger = logging.getLogger(__name__)
 librdkafka_logger = logging.getLogger("heartbeat.librdkafka")
 
 Headers = list[tuple[str, bytes]]
+
+# librdkafka's default message.max.bytes, and the budget when Kafka names no limit.
+DEFAULT_MAX_MESSAGE_BYTES = 1_000_000
+# Answers that retrying the same message cannot change: it is too large for the client,
+# the topic or a log segment, or the broker will not take the record as it is (e.g. no
+# key on a compacted topic, headers on an old message format).
+REFUSALS = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError.INVALID_MSG_SIZE,
+        KafkaError.INVALID_RECORD,
+        KafkaError.INVALID_MSG,
+        KafkaError.UNSUPPORTED_FOR_MESSAGE_FORMAT,
+    }
+)
 
 
 class Partition(NamedTuple):
@@ -64,6 +85,9 @@ class DeliveryReport:
     partition: int
     offset: int
     error: str | None
+    # The broker or the client refused the message for good (see REFUSALS): sending
+    # it again cannot succeed. Any other error may succeed on a later attempt.
+    refused: bool = False
 
 
 def _delivery_report(error: KafkaError | None, message: Message) -> DeliveryReport:
@@ -73,6 +97,7 @@ def _delivery_report(error: KafkaError | None, message: Message) -> DeliveryRepo
         partition=-1 if partition is None else partition,
         offset=-1 if offset is None else offset,
         error=None if error is None else error.str(),
+        refused=error is not None and error.code() in REFUSALS,
     )
 
 
@@ -177,8 +202,76 @@ def ping(settings: Settings, timeout: float = 5.0) -> None:
         raise KafkaUnavailable(str(exc)) from exc
 
 
+def topic_byte_budget(
+    settings: Settings,
+    topic: str,
+    *,
+    client_max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    timeout: float = 10.0,
+) -> int:
+    """The largest record batch, in bytes, a producer may send to ``topic``.
+
+    The topic's ``max.message.bytes``; when the topic cannot be described, the
+    broker's ``message.max.bytes``; failing both, 1,000,000. Never more than
+    ``client_max_bytes``, the producer's own ``message.max.bytes``. Raises
+    ``KafkaUnavailable`` when Kafka does not answer.
+    """
+    admin = AdminClient(client_config(settings))
+    limit = _config_number(
+        admin, ConfigResource(ResourceType.TOPIC, topic), "max.message.bytes", timeout
+    )
+    if limit is None:
+        try:
+            brokers = sorted(admin.list_topics(timeout=timeout).brokers)
+        except KafkaException as exc:
+            raise KafkaUnavailable(f"cannot read the brokers' limits: {exc}") from exc
+        for broker in brokers[:1]:
+            limit = _config_number(
+                admin,
+                ConfigResource(ResourceType.BROKER, str(broker)),
+                "message.max.bytes",
+                timeout,
+            )
+    if limit is None:
+        logger.warning(
+            "no message size limit found for %s; assuming %d bytes",
+            topic,
+            DEFAULT_MAX_MESSAGE_BYTES,
+        )
+        limit = DEFAULT_MAX_MESSAGE_BYTES
+    return min(limit, client_max_bytes)
+
+
+def _config_number(
+    admin: AdminClient, resource: ConfigResource, name: str, timeout: float
+) -> int | None:
+    """One numeric setting of a topic or broker; ``None`` if it cannot be described."""
+    try:
+        entries = admin.describe_configs([resource], request_timeout=timeout)[resource].result()
+    except KafkaException as exc:
+        error = exc.args[0]
+        if not isinstance(error, KafkaError):
+            raise KafkaUnavailable(f"cannot describe {resource}: {exc}") from exc
+        if error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART and (
+            error.retriable() or error.code() in (KafkaError._TRANSPORT, KafkaError._TIMED_OUT)
+        ):
+            raise KafkaUnavailable(f"cannot describe {resource}: {error.str()}") from exc
+        logger.info("cannot read %s of %s: %s", name, resource, error.str())
+        return None
+    entry = entries.get(name)
+    try:
+        return None if entry is None or entry.value is None else int(entry.value)
+    except ValueError:
+        return None
+
+
 class KafkaProducer:
-    """An idempotent producer (acks=all) with delivery reports."""
+    """An idempotent producer (acks=all) with delivery reports.
+
+    ``max_batch_bytes`` bounds the record batches it builds (librdkafka's
+    ``batch.size``): a topic whose limit is below the client's must never receive
+    a batch of several messages larger than it accepts.
+    """
 
     def __init__(
         self,
@@ -186,6 +279,7 @@ class KafkaProducer:
         *,
         on_delivery: Callable[[DeliveryReport], None],
         on_unreachable: Callable[[str], None] | None = None,
+        max_batch_bytes: int | None = None,
         extra: Mapping[str, Any] | None = None,
     ) -> None:
         config = client_config(settings) | {
@@ -195,9 +289,13 @@ class KafkaProducer:
             "linger.ms": 20,
             "error_cb": _error_callback(on_unreachable),
         }
+        if max_batch_bytes is not None:
+            config["batch.size"] = max_batch_bytes
         config.update(extra or {})
         self._producer = Producer(config)
         self._on_delivery = on_delivery
+        # The largest message this client sends; a larger one raises MessageRefused.
+        self.max_message_bytes = int(config.get("message.max.bytes", DEFAULT_MAX_MESSAGE_BYTES))
 
     def _report(self, error: KafkaError | None, message: Message) -> None:
         self._on_delivery(_delivery_report(error, message))
@@ -222,8 +320,9 @@ class KafkaProducer:
         ``on_delivery``, if given, is called for this message instead of the
         producer-wide callback. ``on_wait`` is called every 0.1 s while the queue is
         full (to report liveness, or to raise and give up when the process stops).
-        A message the client refuses outright (e.g. larger than it may send) raises
-        ``MessageRefused``; other failures raise ``KafkaUnavailable``.
+        A message the client refuses for good (e.g. larger than ``message.max.bytes``,
+        see ``REFUSALS``) raises ``MessageRefused``, which retrying cannot change; other
+        failures raise ``KafkaUnavailable``.
         """
         callback = self._report if on_delivery is None else self._reporter(on_delivery)
         while True:
@@ -238,7 +337,7 @@ class KafkaProducer:
                     on_wait()
             except KafkaException as exc:
                 error = exc.args[0]
-                if error.code() in (KafkaError.MSG_SIZE_TOO_LARGE, KafkaError._MSG_TIMED_OUT):
+                if error.code() in REFUSALS:
                     raise MessageRefused(f"cannot produce to {topic}: {error.str()}") from exc
                 raise KafkaUnavailable(f"cannot produce to {topic}: {exc}") from exc
 
