@@ -1,8 +1,7 @@
-"""Pure parts of the consumer: batch offsets and dead-letter headers."""
+"""Pure parts of the consumer (its dead letters: test_deadletter.py)."""
 
-from heartbeat.consumer import dead_letter_headers, next_offsets
+from heartbeat.consumer import next_offsets
 from heartbeat.kafka import Partition, Record
-from heartbeat.validation import Reason, Rejection
 
 
 def record(partition: int, offset: int, headers=None) -> Record:
@@ -12,42 +11,6 @@ def record(partition: int, offset: int, headers=None) -> Record:
 def test_next_offsets_are_one_past_the_highest_offset_of_each_partition():
     batch = [record(0, 5), record(1, 9), record(0, 7), record(0, 6)]
     assert next_offsets(batch) == {Partition("t", 0): 8, Partition("t", 1): 10}
-
-
-def test_dead_letter_headers_carry_reason_detail_and_source():
-    headers = dict(
-        dead_letter_headers(
-            record(3, 42, [("trace", b"abc")]), Rejection(Reason.INVALID_JSON, "Expecting value")
-        )
-    )
-    assert headers["reason"] == b"invalid_json"
-    assert headers["error"] == b"Expecting value"
-    assert headers["source_topic"] == b"t"
-    assert headers["source_partition"] == b"3"
-    assert headers["source_offset"] == b"42"
-    assert headers["original_trace"] == b"abc"
-
-
-def test_an_oversized_rejected_message_is_cut_to_fit_and_says_so():
-    from heartbeat.consumer import DLQ_MAX_KEY_BYTES, DLQ_MAX_VALUE_BYTES, dead_letter_message
-
-    big = Record("t", 0, 7, b"k" * 5000, b"x" * 2_000_000, None, [])
-    key, value, headers = dead_letter_message(big, Rejection(Reason.INVALID_JSON, "too big"))
-    found = dict(headers)
-    assert len(value) == DLQ_MAX_VALUE_BYTES
-    assert len(key) == DLQ_MAX_KEY_BYTES
-    assert found["truncated"] == b"value"
-    assert found["original_size"] == b"2000000"
-    assert found["original_key_size"] == b"5000"
-
-
-def test_a_small_rejected_message_goes_out_unchanged():
-    from heartbeat.consumer import dead_letter_message
-
-    small = record(1, 3)
-    key, value, headers = dead_letter_message(small, Rejection(Reason.INVALID_JSON, "x"))
-    assert (key, value) == (small.key, small.value)
-    assert "truncated" not in dict(headers)
 
 
 def test_lag_counts_from_the_position_stored_in_postgresql_even_before_any_write():
