@@ -144,14 +144,19 @@ def _serve(
     """Run a long-lived component with its metrics server and signal handling."""
     from heartbeat.metrics import new_registry
     from heartbeat.server import Health, MetricsServer
+    from heartbeat.shutdown import ShutdownDeadline
 
     registry = new_registry()
     health = Health(checks, settings.liveness_timeout_seconds)
     app = build(registry, health)
     server = MetricsServer(settings.metrics_host, settings.metrics_port, registry, health).start()
-    previous = {
-        sig: signal.signal(sig, app.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)
-    }
+    deadline = ShutdownDeadline(settings.shutdown_timeout_seconds)
+
+    def stop(*_: object) -> None:
+        deadline.arm()
+        app.request_stop()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     logger.info("heartbeat %s %s starting", component, __version__)
     try:
         return int(app.run())

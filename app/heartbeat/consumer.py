@@ -17,6 +17,12 @@ What a crash at any instant leads to:
 A dependency that fails is retried with capped exponential backoff while the
 process reports not-ready; the partitions are paused meanwhile so the group
 keeps the member alive, and nothing is skipped.
+
+Only the main loop polls Kafka or waits on PostgreSQL. A rebalance callback
+just records what changed: a newly assigned partition stays paused until the
+loop has read its stored offset, sought to it and resumed it. Every owned
+partition's progress is watched against the brokers' end offsets; one with lag
+that does not advance for ``CONSUMER_STALL_SECONDS`` makes ``/readyz`` fail.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from typing import Any, TypeVar
 from heartbeat.errors import KafkaUnavailable, TransientError
 from heartbeat.kafka import (
     DeliveryReport,
+    EndOffsets,
     KafkaConsumer,
     KafkaProducer,
     Partition,
@@ -39,6 +46,7 @@ from heartbeat.kafka import (
     ensure_topics,
 )
 from heartbeat.metrics import ConsumerMetrics
+from heartbeat.progress import EndOffsetsPoller, Progress, describe_stall
 from heartbeat.retry import retry_transient
 from heartbeat.server import Health
 from heartbeat.settings import Settings
@@ -50,7 +58,11 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 CHECK_INTERVAL_SECONDS = 10.0
 STALE_INTERVAL_SECONDS = 30.0
+PROGRESS_INTERVAL_SECONDS = 1.0
+END_OFFSETS_INTERVAL_SECONDS = 5.0
 DLQ_FLUSH_TIMEOUT_SECONDS = 30.0
+# On the way out, what is still queued for the dead-letter topic gets this long.
+DLQ_FINAL_FLUSH_SECONDS = 5.0
 # Each dead-letter attempt resolves every message (delivered or failed) before its
 # flush returns, so a retry never races copies still queued from the attempt before.
 DLQ_MESSAGE_TIMEOUT_MS = 25_000
@@ -115,16 +127,24 @@ class ConsumerApp:
         self._kafka_extra = dict(kafka_extra or {})
         self._stopping = threading.Event()
         self._owned: set[Partition] = set()
-        # Next offset to store per owned partition (None: not known until the first write).
-        self._positions: dict[Partition, int | None] = {}
+        # Assigned, paused, and waiting for the main loop to seek them to their stored offset.
+        self._pending: set[Partition] = set()
+        # Positions, log ends and last advances of the owned, positioned partitions.
+        self._progress = Progress(
+            settings.consumer_stall_seconds,
+            from_start=settings.kafka_auto_offset_reset == "earliest",
+        )
+        self._stalled: list[Partition] = []
+        self._last_progress_report = 0.0
         self._buffer: list[Record] = []  # the batch being collected or written
         self._overflow: list[Record] = []  # read while a write was being retried
-        self._paused = False
+        self._held: set[Partition] = set()  # paused by this loop while a dependency is retried
         self._last_check = 0.0
         self._last_stale_count = 0.0
         self._max_skew = timedelta(seconds=settings.consumer_max_future_skew_seconds)
         self._consumer: KafkaConsumer | None = None
         self._dlq: KafkaProducer | None = None
+        self._ends: EndOffsetsPoller | None = None
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -152,11 +172,15 @@ class ConsumerApp:
             self.settings,
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
-            on_lag=self._on_lag,
             on_unreachable=self._kafka_lost,
             extra=self._kafka_extra,
         )
+        self._ends = EndOffsetsPoller(
+            EndOffsets(self.settings, extra=self._kafka_extra).read,
+            interval=END_OFFSETS_INTERVAL_SECONDS,
+        ).start()
         self._consumer.subscribe([self.settings.kafka_topic])
+        self._mark("progress", True)
         logger.info(
             "consuming %s as group %s",
             self.settings.kafka_topic,
@@ -165,62 +189,49 @@ class ConsumerApp:
         try:
             while not self._stopping.is_set():
                 self.health.tick()
+                self._position_pending()
                 self._collect()
                 if self._buffer:
                     self._process()
                 else:
                     self._periodic_checks()
                 self._count_stale_customers()
+                self._report_progress()
         finally:
             logger.info("leaving the consumer group")
-            stored = {p: o for p, o in self._positions.items() if o is not None}
-            self._consumer.commit(stored, wait=True)  # the last batch's, for lag tools
+            self._ends.stop()
+            # The last batch's positions, for lag tools; asynchronous, never waited on.
+            self._consumer.commit(self._progress.positions())
             self._consumer.close()
-            self._dlq.flush(DLQ_FLUSH_TIMEOUT_SECONDS)
+            self._dlq.flush(DLQ_FINAL_FLUSH_SECONDS)
         logger.info("consumer stopped")
         return 0
 
     # --- rebalancing -----------------------------------------------------------
 
-    def _on_assign(self, partitions: list[Partition]) -> dict[Partition, int | None]:
-        group = self.settings.kafka_consumer_group
-        try:
-            # Inside the rebalance callback the consumer must not be polled, so
-            # this retry only sleeps; the rebalance waits for PostgreSQL.
-            stored = self._retry(
-                "postgres",
-                lambda: self.store.load_offsets(group, sorted({p.topic for p in partitions})),
-                on_success=self._postgres_ok,
-                serve_kafka=False,
-            )
-        except TransientError:
-            # Stopping before PostgreSQL answered: start nowhere in particular and
-            # never own these partitions, so nothing read from them is written.
-            logger.warning("stopping before the offsets of %s could be read", partitions)
-            return {}
-        starts: dict[Partition, int | None] = {p: stored.get(p) for p in partitions}
+    def _on_assign(self, partitions: list[Partition]) -> None:
+        """New partitions arrive paused; the main loop positions them (no I/O here)."""
         self._owned.update(partitions)
-        self._positions.update(starts)
+        self._pending.update(partitions)
         self.metrics.assigned_partitions.set(len(self._owned))
         logger.info(
-            "assigned %s",
-            ", ".join(
-                f"{p.topic}[{p.partition}]@{'reset' if o is None else o}" for p, o in starts.items()
-            ),
+            "assigned %s; reading their stored offsets",
+            ", ".join(f"{p.topic}[{p.partition}]" for p in sorted(partitions)),
         )
-        return starts
 
     def _on_revoke(self, partitions: list[Partition], lost: bool) -> None:
         revoked = set(partitions)
         self._owned -= revoked
-        for p in revoked:
-            self._positions.pop(p, None)
+        self._pending -= revoked
+        self._held -= revoked
+        self._progress.forget(revoked)
         dropped = sum(1 for r in (*self._buffer, *self._overflow) if r.source in revoked)
         self._buffer = [r for r in self._buffer if r.source not in revoked]
         self._overflow = [r for r in self._overflow if r.source not in revoked]
         for p in revoked:
-            with contextlib.suppress(KeyError):
-                self.metrics.consumer_lag.remove(p.topic, str(p.partition))
+            for gauge in (self.metrics.consumer_lag, self.metrics.last_progress):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(p.topic, str(p.partition))
         self.metrics.assigned_partitions.set(len(self._owned))
         logger.info(
             "%s %s; %d uncommitted messages left for the next owner",
@@ -229,23 +240,50 @@ class ConsumerApp:
             dropped,
         )
 
-    def _on_lag(self, ends: dict[Partition, tuple[int, int]]) -> None:
-        """Lag = what can be read minus what is stored, per owned partition.
+    def _position_pending(self) -> None:
+        """Seek newly assigned partitions to the offsets stored in PostgreSQL, then resume them."""
+        if not self._pending:
+            return
+        group = self.settings.kafka_consumer_group
 
-        Computed from the position stored in PostgreSQL rather than from Kafka's
-        committed offset, so a partition this consumer has not written yet (new,
-        idle, or stuck behind an outage) has a lag series too.
-        """
-        from_start = self.settings.kafka_auto_offset_reset == "earliest"
-        for partition, (low, high) in ends.items():
-            if partition not in self._owned:
+        def load() -> dict[Partition, int | None]:
+            wanted = sorted(self._pending)  # re-read: a rebalance may come while retrying
+            if not wanted:
+                return {}
+            stored = self.store.load_offsets(group, sorted({p.topic for p in wanted}))
+            return {p: stored.get(p) for p in wanted}
+
+        try:
+            starts = self._retry("postgres", load, on_success=self._postgres_ok)
+        except TransientError:
+            return  # stopping: these partitions are never read, so nothing of them is written
+        assert self._consumer is not None
+        positioned: dict[Partition, int | None] = {}
+        for partition, offset in starts.items():
+            if partition not in self._pending:
+                continue  # revoked while the offsets were read
+            try:
+                self._consumer.seek(partition, offset)
+            except KafkaUnavailable as exc:
+                logger.warning("%s; trying again", exc)
                 continue
-            position = self._positions.get(partition)
-            if position is None:
-                position = low if from_start else high
-            self.metrics.consumer_lag.labels(partition.topic, str(partition.partition)).set(
-                max(0, high - max(position, low))
-            )
+            self._pending.discard(partition)
+            positioned[partition] = offset
+        if not positioned:
+            return
+        now = time.monotonic()
+        wall = time.time()
+        for partition, offset in positioned.items():
+            self._progress.track(partition, offset, now)
+            self.metrics.last_progress.labels(partition.topic, str(partition.partition)).set(wall)
+        self._consumer.resume(positioned)
+        logger.info(
+            "reading %s",
+            ", ".join(
+                f"{p.topic}[{p.partition}]@{'reset' if o is None else o}"
+                for p, o in sorted(positioned.items())
+            ),
+        )
 
     # --- the batch -------------------------------------------------------------
 
@@ -261,7 +299,8 @@ class ConsumerApp:
             records = self._consumer.poll_batch(limit - len(self._buffer), min(remaining, 0.25))
             if records:
                 self._kafka_ok()
-                self._buffer.extend(r for r in records if r.source in self._owned)
+                readable = self._progress.tracked()
+                self._buffer.extend(r for r in records if r.source in readable)
 
     def _process(self) -> None:
         now = datetime.now(UTC)
@@ -284,12 +323,15 @@ class ConsumerApp:
         self._buffer, self._overflow = self._overflow, []
         assert self._consumer is not None
         self._consumer.commit(offsets)
-        self._positions.update({p: o for p, o in offsets.items() if p in self._owned})
+        wall = time.time()
+        for p in self._progress.advance(offsets, time.monotonic()):
+            self.metrics.last_progress.labels(p.topic, str(p.partition)).set(wall)
         self._record_success(written, result)
 
     def _owned_records(self) -> list[Record]:
         """The batch as it stands: partitions revoked meanwhile are left to their new owner."""
-        return [r for r in self._buffer if r.source in self._owned]
+        readable = self._progress.tracked()
+        return [r for r in self._buffer if r.source in readable]
 
     def _dead_letter(self, verdicts: dict[int, Reading | Rejection]) -> None:
         """Produce the batch's rejected messages and wait until Kafka has every one of them.
@@ -405,6 +447,29 @@ class ConsumerApp:
             return
         self.metrics.stale_customers.set(stale)
 
+    def _report_progress(self) -> None:
+        """Refresh lag and stall figures from the brokers' end offsets, about once a second."""
+        now = time.monotonic()
+        if now - self._last_progress_report < PROGRESS_INTERVAL_SECONDS or self._ends is None:
+            return
+        self._last_progress_report = now
+        progress = self._progress
+        self._ends.watch(progress.partitions())
+        progress.observe(self._ends.latest())
+        lags: dict[Partition, int] = {}
+        for p in progress.partitions():
+            lag = progress.lag(p)
+            if lag is not None:
+                lags[p] = lag
+                self.metrics.consumer_lag.labels(p.topic, str(p.partition)).set(lag)
+        stalled = progress.stalled(now)
+        self.metrics.stalled_partitions.set(len(stalled))
+        if stalled:
+            self._mark("progress", False, describe_stall(stalled, progress.stall_seconds, lags))
+        elif self._stalled:
+            self._mark("progress", True)
+        self._stalled = stalled
+
     def _kafka_ok(self) -> None:
         self._mark("kafka", True)
 
@@ -416,7 +481,8 @@ class ConsumerApp:
 
     def _mark(self, name: str, ok: bool, detail: str = "") -> None:
         self.health.set(name, ok, detail)
-        self.metrics.dependency_up.labels(name).set(1 if ok else 0)
+        if name != "progress":
+            self.metrics.dependency_up.labels(name).set(1 if ok else 0)
 
     def _retry(
         self,
@@ -424,7 +490,6 @@ class ConsumerApp:
         action: Callable[[], T],
         *,
         on_success: Callable[[], None],
-        serve_kafka: bool = True,
     ) -> T:
         """Run ``action`` until it succeeds, backing off on ``TransientError``.
 
@@ -447,42 +512,41 @@ class ConsumerApp:
                 maximum=self.settings.retry_max_seconds,
                 stopping=self._stopping,
                 on_retry=on_retry,
-                sleep=self._wait_serving_kafka if serve_kafka else self._wait,
+                sleep=self._wait_serving_kafka,
             )
         finally:
-            if serve_kafka:
-                self._resume()
+            self._release()
         on_success()
         return result
-
-    def _wait(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while not self._stopping.is_set() and time.monotonic() < deadline:
-            self.health.tick()
-            time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
 
     def _wait_serving_kafka(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
         while not self._stopping.is_set():
             self.health.tick()
+            self._report_progress()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
             if self._consumer is None:
                 time.sleep(min(remaining, 0.25))
                 continue
-            self._pause()
-            # Paused partitions return nothing; a partition assigned meanwhile
-            # may, and its records wait in the overflow for the next batch.
+            self._hold()
+            # Held partitions return nothing; what was already fetched may still
+            # come, and waits in the overflow for the next batch.
             records = self._consumer.poll_batch(100, min(remaining, 0.25))
-            self._overflow.extend(r for r in records if r.source in self._owned)
+            readable = self._progress.tracked()
+            self._overflow.extend(r for r in records if r.source in readable)
 
-    def _pause(self) -> None:
+    def _hold(self) -> None:
+        """Pause every positioned partition while a dependency is retried."""
         assert self._consumer is not None
-        self._consumer.pause(self._consumer.assignment())
-        self._paused = True
+        wanted = set(self._progress.partitions()) - self._held
+        if wanted:
+            self._consumer.pause(wanted)
+            self._held |= wanted
 
-    def _resume(self) -> None:
-        if self._paused and self._consumer is not None:
-            self._consumer.resume(self._consumer.assignment())
-            self._paused = False
+    def _release(self) -> None:
+        """Resume exactly what ``_hold`` paused and this consumer still owns."""
+        if self._held and self._consumer is not None:
+            self._consumer.resume(self._held & set(self._progress.partitions()))
+        self._held.clear()

@@ -7,7 +7,6 @@ message, ``Partition`` for a (topic, partition) pair, and ``KafkaProducer`` /
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -19,6 +18,7 @@ from confluent_kafka import (
     OFFSET_BEGINNING,
     OFFSET_END,
     Consumer,
+    IsolationLevel,
     KafkaError,
     KafkaException,
     Message,
@@ -29,6 +29,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AdminClient,
     ConfigResource,
     NewTopic,
+    OffsetSpec,
     ResourceType,
 )
 
@@ -357,20 +358,24 @@ class KafkaProducer:
         return len(self._producer)
 
 
-# Called with the partitions just assigned; returns where each one starts.
-AssignCallback = Callable[[list[Partition]], Mapping[Partition, int | None]]
+# Called with the partitions just assigned (they start paused) and with those revoked or lost.
+AssignCallback = Callable[[list[Partition]], None]
 RevokeCallback = Callable[[list[Partition], bool], None]
-# Called with each assigned partition's (log start offset, last stable offset).
-LagCallback = Callable[[dict[Partition, tuple[int, int]]], None]
 
 
 class KafkaConsumer:
-    """A group consumer whose start positions come from the caller (the database).
+    """A group consumer whose positions come from the caller (the database).
 
     Auto commit and auto offset store are off: the caller decides what has been
-    processed. Rebalancing is cooperative-sticky. ``on_assign`` returns, for each
-    newly assigned partition, the next offset to read, or ``None`` to start
-    where ``auto.offset.reset`` says.
+    processed. Rebalancing is cooperative-sticky. The rebalance callbacks do no
+    I/O of the caller's: a newly assigned partition is paused at once and the
+    caller positions it (``seek``) and ``resume``s it from its own loop, so a
+    slow database never holds up the group's rebalance.
+
+    Pauses are tracked per partition. librdkafka keeps an application's pause
+    flag on a partition across its loss, so one assigned back later would stay
+    paused for good; pausing every new assignment and resuming it explicitly
+    once positioned means no stale flag can survive a rebalance.
     """
 
     def __init__(
@@ -379,7 +384,6 @@ class KafkaConsumer:
         *,
         on_assign: AssignCallback,
         on_revoke: RevokeCallback,
-        on_lag: LagCallback | None = None,
         on_unreachable: Callable[[str], None] | None = None,
         extra: Mapping[str, Any] | None = None,
     ) -> None:
@@ -390,11 +394,11 @@ class KafkaConsumer:
             "auto.offset.reset": settings.kafka_auto_offset_reset,
             "partition.assignment.strategy": "cooperative-sticky",
             "isolation.level": "read_committed",
-            "statistics.interval.ms": 5000 if on_lag else 0,
+            "session.timeout.ms": round(settings.kafka_session_timeout_seconds * 1000),
             "error_cb": _error_callback(on_unreachable),
         }
-        if on_lag is not None:
-            config["stats_cb"] = self._stats
+        if settings.kafka_group_instance_id:
+            config["group.instance.id"] = settings.kafka_group_instance_id
         config.update(extra or {})
         self._reset = (
             OFFSET_BEGINNING if settings.kafka_auto_offset_reset == "earliest" else OFFSET_END
@@ -402,7 +406,7 @@ class KafkaConsumer:
         self._consumer = Consumer(config)
         self._on_assign = on_assign
         self._on_revoke = on_revoke
-        self._on_lag = on_lag
+        self._paused: set[Partition] = set()
 
     def subscribe(self, topics: Sequence[str]) -> None:
         self._consumer.subscribe(
@@ -411,34 +415,22 @@ class KafkaConsumer:
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         assigned = [Partition(tp.topic, tp.partition) for tp in partitions]
-        starts = self._on_assign(assigned)
-        positioned = [
-            TopicPartition(p.topic, p.partition, _start(starts.get(p), self._reset))
-            for p in assigned
-        ]
-        consumer.incremental_assign(positioned)
+        consumer.incremental_assign(partitions)
+        if partitions:
+            consumer.pause(partitions)
+        self._paused.update(assigned)
+        self._on_assign(assigned)
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._on_revoke([Partition(tp.topic, tp.partition) for tp in partitions], False)
+        self._forget(partitions, lost=False)
 
     def _lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._on_revoke([Partition(tp.topic, tp.partition) for tp in partitions], True)
+        self._forget(partitions, lost=True)
 
-    def _stats(self, stats_json: str) -> None:
-        assert self._on_lag is not None
-        ends: dict[Partition, tuple[int, int]] = {}
-        stats = json.loads(stats_json)
-        for topic, topic_stats in stats.get("topics", {}).items():
-            for key, part in topic_stats.get("partitions", {}).items():
-                partition = int(key)
-                if partition < 0 or part.get("fetch_state") in (None, "none", "stopped"):
-                    continue
-                low = part.get("lo_offset", -1)
-                # read_committed: the last stable offset is what can be consumed.
-                high = part.get("ls_offset", part.get("hi_offset", -1))
-                if low is not None and high is not None and high >= 0:
-                    ends[Partition(topic, partition)] = (max(low, 0), high)
-        self._on_lag(ends)
+    def _forget(self, partitions: list[TopicPartition], *, lost: bool) -> None:
+        gone = [Partition(tp.topic, tp.partition) for tp in partitions]
+        self._paused.difference_update(gone)
+        self._on_revoke(gone, lost)
 
     def poll_batch(self, max_messages: int, timeout: float) -> list[Record]:
         """Up to ``max_messages`` records, waiting at most ``timeout`` seconds for the first."""
@@ -458,30 +450,46 @@ class KafkaConsumer:
     def assignment(self) -> list[Partition]:
         return [Partition(tp.topic, tp.partition) for tp in self._consumer.assignment()]
 
-    def commit(self, offsets: Mapping[Partition, int], *, wait: bool = False) -> None:
-        """Commit next-offsets to Kafka, for lag tools; PostgreSQL is the truth.
+    @property
+    def paused(self) -> frozenset[Partition]:
+        return frozenset(self._paused)
 
-        Asynchronous unless ``wait`` (used once, when leaving the group)."""
+    def seek(self, partition: Partition, offset: int | None) -> None:
+        """Read ``partition`` next from ``offset`` (``None``: where auto.offset.reset says)."""
+        target = TopicPartition(partition.topic, partition.partition, _start(offset, self._reset))
+        try:
+            self._consumer.seek(target)
+        except KafkaException as exc:
+            raise KafkaUnavailable(
+                f"cannot seek {partition.topic}[{partition.partition}]: {exc}"
+            ) from exc
+
+    def commit(self, offsets: Mapping[Partition, int]) -> None:
+        """Commit next-offsets to Kafka, asynchronously, for lag tools; PostgreSQL is the truth.
+
+        Never waits: a synchronous commit during a rebalance can block until the
+        coordinator drops the member, far beyond any shutdown grace period."""
         if not offsets:
             return
         partitions = [TopicPartition(p.topic, p.partition, o) for p, o in offsets.items()]
         try:
-            if wait:
-                self._consumer.commit(offsets=partitions, asynchronous=False)
-            else:
-                self._consumer.commit(offsets=partitions, asynchronous=True)
+            self._consumer.commit(offsets=partitions, asynchronous=True)
         except KafkaException as exc:
             logger.info("kafka offset commit skipped: %s", exc)
 
     def pause(self, partitions: Iterable[Partition]) -> None:
-        tps = [TopicPartition(p.topic, p.partition) for p in partitions]
-        if tps:
-            self._consumer.pause(tps)
+        chosen = [p for p in partitions if p not in self._paused]
+        if chosen:
+            self._consumer.pause([TopicPartition(p.topic, p.partition) for p in chosen])
+            self._paused.update(chosen)
 
     def resume(self, partitions: Iterable[Partition]) -> None:
-        tps = [TopicPartition(p.topic, p.partition) for p in partitions]
-        if tps:
-            self._consumer.resume(tps)
+        # Resumed even when not marked paused here: it costs nothing and clears any
+        # flag librdkafka kept from an earlier assignment of the same partition.
+        chosen = list(partitions)
+        if chosen:
+            self._consumer.resume([TopicPartition(p.topic, p.partition) for p in chosen])
+            self._paused.difference_update(chosen)
 
     def ping(self, timeout: float) -> None:
         """Raise ``KafkaUnavailable`` unless the cluster answers a metadata request."""
@@ -493,6 +501,55 @@ class KafkaConsumer:
     def close(self) -> None:
         """Leave the group (runs the revoke callback) and release the client."""
         self._consumer.close()
+
+
+class EndOffsets:
+    """Where partitions' logs start and end, asked of the brokers every time.
+
+    The consumer's lag comes from here rather than from fetch statistics: a
+    partition that stops fetching stops updating its statistics too, so a lag
+    computed from them would hide exactly the stall it should show.
+    """
+
+    def __init__(self, settings: Settings, *, extra: Mapping[str, Any] | None = None) -> None:
+        config = client_config(settings) | {"error_cb": _quiet_error}
+        config.update({k: v for k, v in (extra or {}).items() if k in _ADMIN_KEYS})
+        self._admin = AdminClient(config)
+
+    def read(
+        self, partitions: Iterable[Partition], timeout: float
+    ) -> dict[Partition, tuple[int, int]]:
+        """(log start, last stable offset) of each partition; ``KafkaUnavailable`` if unanswered."""
+        wanted = [TopicPartition(p.topic, p.partition) for p in partitions]
+        if not wanted:
+            return {}
+        found: dict[str, dict[Partition, int]] = {}
+        specs = (
+            ("low", OffsetSpec.earliest()),  # type: ignore[no-untyped-call]
+            ("high", OffsetSpec.latest()),  # type: ignore[no-untyped-call]
+        )
+        for name, spec in specs:
+            futures = self._admin.list_offsets(
+                {tp: spec for tp in wanted},
+                isolation_level=IsolationLevel.READ_COMMITTED,
+                request_timeout=timeout,
+            )
+            found[name] = {}
+            for tp, future in futures.items():
+                try:
+                    found[name][Partition(tp.topic, tp.partition)] = future.result().offset
+                except KafkaException as exc:
+                    raise KafkaUnavailable(f"cannot read end offsets: {exc}") from exc
+        return {p: (max(0, low), found["high"][p]) for p, low in found["low"].items()}
+
+
+# Settings of the consumer's own that an admin client would only warn about.
+_ADMIN_KEYS = frozenset({"socket.timeout.ms", "reconnect.backoff.ms", "reconnect.backoff.max.ms"})
+
+
+def _quiet_error(error: KafkaError) -> None:
+    # The consumer's own client reports the same outage; once is enough.
+    logger.debug("kafka admin client: %s", error.str())
 
 
 def read_topic(
