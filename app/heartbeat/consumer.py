@@ -35,12 +35,11 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from heartbeat.deadletter import DeadLetterSender, open_sender
 from heartbeat.errors import KafkaUnavailable, TransientError
 from heartbeat.kafka import (
-    DeliveryReport,
     EndOffsets,
     KafkaConsumer,
-    KafkaProducer,
     Partition,
     Record,
     ensure_topics,
@@ -60,44 +59,6 @@ CHECK_INTERVAL_SECONDS = 10.0
 STALE_INTERVAL_SECONDS = 30.0
 PROGRESS_INTERVAL_SECONDS = 1.0
 END_OFFSETS_INTERVAL_SECONDS = 5.0
-DLQ_FLUSH_TIMEOUT_SECONDS = 30.0
-# On the way out, what is still queued for the dead-letter topic gets this long.
-DLQ_FINAL_FLUSH_SECONDS = 5.0
-# Each dead-letter attempt resolves every message (delivered or failed) before its
-# flush returns, so a retry never races copies still queued from the attempt before.
-DLQ_MESSAGE_TIMEOUT_MS = 25_000
-# The client sends at most ~1 MB; a rejected message is cut to fit, and says so.
-DLQ_MAX_VALUE_BYTES = 512 * 1024
-DLQ_MAX_KEY_BYTES = 1024
-DLQ_MAX_HEADER_BYTES = 4096
-
-
-def dead_letter_headers(record: Record, rejection: Rejection) -> list[tuple[str, bytes]]:
-    """Headers of a dead-letter message: the reason code and where the original came from."""
-    headers = [
-        ("reason", rejection.reason.value.encode()),
-        ("error", rejection.detail.encode("utf-8", "replace")[:1024]),
-        ("source_topic", record.topic.encode()),
-        ("source_partition", str(record.partition).encode()),
-        ("source_offset", str(record.offset).encode()),
-    ]
-    for name, value in record.headers:
-        if value is not None:
-            headers.append((f"original_{name}"[:256], value[:DLQ_MAX_HEADER_BYTES]))
-    if record.value is not None and len(record.value) > DLQ_MAX_VALUE_BYTES:
-        headers += [("truncated", b"value"), ("original_size", str(len(record.value)).encode())]
-    if record.key is not None and len(record.key) > DLQ_MAX_KEY_BYTES:
-        headers += [("truncated_key", b"key"), ("original_key_size", str(len(record.key)).encode())]
-    return headers
-
-
-def dead_letter_message(
-    record: Record, rejection: Rejection
-) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
-    """(key, value, headers) of a rejected message, cut to what Kafka accepts."""
-    key = None if record.key is None else record.key[:DLQ_MAX_KEY_BYTES]
-    value = None if record.value is None else record.value[:DLQ_MAX_VALUE_BYTES]
-    return key, value, dead_letter_headers(record, rejection)
 
 
 def next_offsets(records: Sequence[Record]) -> dict[Partition, int]:
@@ -143,7 +104,7 @@ class ConsumerApp:
         self._last_stale_count = 0.0
         self._max_skew = timedelta(seconds=settings.consumer_max_future_skew_seconds)
         self._consumer: KafkaConsumer | None = None
-        self._dlq: KafkaProducer | None = None
+        self._dead_letters: DeadLetterSender | None = None
         self._ends: EndOffsetsPoller | None = None
 
     # --- lifecycle -------------------------------------------------------------
@@ -156,18 +117,20 @@ class ConsumerApp:
 
     def run(self) -> int:
         topics = [self.settings.kafka_topic, self.settings.kafka_dlq_topic]
-        try:
-            self._retry(
-                "kafka", lambda: ensure_topics(self.settings, topics), on_success=self._kafka_ok
+
+        def connect() -> DeadLetterSender:
+            ensure_topics(self.settings, topics)
+            return open_sender(
+                self.settings,
+                self.metrics,
+                on_unreachable=self._kafka_lost,
+                extra=self._kafka_extra,
             )
+
+        try:
+            self._dead_letters = self._retry("kafka", connect, on_success=self._kafka_ok)
         except TransientError:
             return 0  # stopped before Kafka could be reached; nothing was read
-        self._dlq = KafkaProducer(
-            self.settings,
-            on_delivery=lambda _: None,
-            on_unreachable=self._kafka_lost,
-            extra={"message.timeout.ms": DLQ_MESSAGE_TIMEOUT_MS} | self._kafka_extra,
-        )
         self._consumer = KafkaConsumer(
             self.settings,
             on_assign=self._on_assign,
@@ -203,7 +166,6 @@ class ConsumerApp:
             # The last batch's positions, for lag tools; asynchronous, never waited on.
             self._consumer.commit(self._progress.positions())
             self._consumer.close()
-            self._dlq.flush(DLQ_FINAL_FLUSH_SECONDS)
         logger.info("consumer stopped")
         return 0
 
@@ -322,6 +284,8 @@ class ConsumerApp:
             return
         self._buffer, self._overflow = self._overflow, []
         assert self._consumer is not None
+        assert self._dead_letters is not None
+        self._dead_letters.forget()
         self._consumer.commit(offsets)
         wall = time.time()
         for p in self._progress.advance(offsets, time.monotonic()):
@@ -340,46 +304,19 @@ class ConsumerApp:
         is still at-least-once (a crash between delivery and the PostgreSQL commit
         sends them again), and each message names its source offset.
         """
-        assert self._dlq is not None
-        dlq = self._dlq
-        topic = self.settings.kafka_dlq_topic
-        delivered: set[int] = set()
+        sender = self._dead_letters
+        assert sender is not None
 
-        def attempt() -> None:
-            pending = [
-                r
-                for r in self._owned_records()
-                if isinstance(verdicts[id(r)], Rejection) and id(r) not in delivered
+        def rejected() -> list[tuple[Record, Rejection]]:
+            return [
+                (r, v) for r in self._owned_records() if isinstance(v := verdicts[id(r)], Rejection)
             ]
-            errors: list[str] = []
 
-            def report(record: Record, rejection: Rejection) -> Callable[[DeliveryReport], None]:
-                def on_delivery(report: DeliveryReport) -> None:
-                    if report.error is None:
-                        delivered.add(id(record))
-                        self.metrics.rejected.labels(rejection.reason.value).inc()
-                    else:
-                        errors.append(report.error)
-
-                return on_delivery
-
-            for record in pending:
-                rejection = verdicts[id(record)]
-                assert isinstance(rejection, Rejection)
-                key, value, headers = dead_letter_message(record, rejection)
-                dlq.produce(
-                    topic, key, value, headers, report(record, rejection), self._waiting_for_kafka
-                )
-            if dlq.flush(DLQ_FLUSH_TIMEOUT_SECONDS):
-                dlq.purge()  # never carry queued copies into the next attempt
-            missing = sum(1 for r in pending if id(r) not in delivered)
-            if missing:
-                detail = errors[0] if errors else "delivery timed out"
-                raise KafkaUnavailable(
-                    f"{missing} of {len(pending)} dead-letter messages not delivered: {detail}"
-                )
-
-        self._retry("kafka", attempt, on_success=self._kafka_ok)
+        self._retry(
+            "kafka",
+            lambda: sender.deliver(rejected(), on_wait=self._waiting_for_kafka),
+            on_success=self._kafka_ok,
+        )
 
     def _waiting_for_kafka(self) -> None:
         """While the producer's queue is full: stay alive, and give up when stopping."""
