@@ -7,6 +7,10 @@ within the batch or from any earlier delivery, are skipped), and the consumed
 offsets are upserted into ``consumer_offsets``, all in one transaction.
 Offsets only move forward, so a late write from a consumer that lost its
 partitions can never rewind the position another consumer already stored.
+
+Every connection has a statement and a lock timeout: a write stuck behind a lock
+or a hung server is cancelled and reported as ``DatabaseUnavailable``, which the
+consumer retries.
 """
 
 from __future__ import annotations
@@ -36,6 +40,10 @@ CREATE TEMPORARY TABLE IF NOT EXISTS heartbeats_staging (
     heart_rate smallint NOT NULL,
     anomaly text
 ) ON COMMIT DELETE ROWS
+"""
+SET_TIMEOUTS = """
+SELECT set_config('statement_timeout', %(statement)s, false),
+       set_config('lock_timeout', %(lock)s, false)
 """
 COPY_STAGING = (
     "COPY heartbeats_staging (customer_id, ts, heart_rate, anomaly) FROM STDIN (FORMAT BINARY)"
@@ -71,8 +79,25 @@ INSERT INTO heartbeats (customer_id, ts, heart_rate, anomaly) VALUES (%s, %s, %s
 ON CONFLICT (customer_id, ts) DO NOTHING
 """
 
-# Errors that mean "the server or the connection is gone", worth retrying.
-_TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
+# Errors that mean "the server or the connection is gone, or a statement was
+# cancelled by statement_timeout or lock_timeout", worth retrying. The two
+# cancellations are OperationalErrors already; they are named so it stays so.
+_TRANSIENT = (
+    psycopg.errors.QueryCanceled,
+    psycopg.errors.LockNotAvailable,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    PoolTimeout,
+)
+
+# psycopg_pool replaces a broken connection in the background, waiting 1 s, 2 s,
+# 4 s ... between attempts, doubling without a cap, for ``reconnect_timeout``
+# (5 minutes by default): after a 40 s outage its next attempt came some 20 s
+# after PostgreSQL was back, stacked on the caller's own retry. Its only public
+# bound is ``reconnect_timeout``: after it the attempt gives up and the next
+# request for a connection starts a new one at once, so the gap between two
+# attempts stays under half of this.
+RECONNECT_CYCLE_SECONDS = 4.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,15 +135,36 @@ def check_conninfo(conninfo: str) -> None:
         ) from exc
 
 
+def _milliseconds(seconds: float) -> str:
+    """A PostgreSQL duration setting; at least 1 ms, since 0 would mean no timeout."""
+    return f"{max(1, round(seconds * 1000))}ms"
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 
 
 class Store:
-    """A small connection pool and the pipeline's reads and writes."""
+    """A small connection pool and the pipeline's reads and writes.
 
-    def __init__(self, conninfo: str, *, max_size: int = 2, connect_timeout: float = 5.0) -> None:
+    ``statement_timeout`` and ``lock_timeout`` (seconds) are set on every pooled
+    connection; a statement they cancel raises ``DatabaseUnavailable``.
+    """
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        max_size: int = 2,
+        connect_timeout: float = 5.0,
+        statement_timeout: float = 30.0,
+        lock_timeout: float = 10.0,
+    ) -> None:
+        self._timeouts = {
+            "statement": _milliseconds(statement_timeout),
+            "lock": _milliseconds(lock_timeout),
+        }
         self._pool = ConnectionPool(
             conninfo,
             min_size=1,
@@ -136,13 +182,14 @@ class Store:
             configure=self._configure,
             check=ConnectionPool.check_connection,
             timeout=connect_timeout,
+            reconnect_timeout=RECONNECT_CYCLE_SECONDS,
             open=False,
             name="heartbeat",
         )
 
-    @staticmethod
-    def _configure(conn: psycopg.Connection[Any]) -> None:
+    def _configure(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute(STAGING_DDL)
+        conn.execute(SET_TIMEOUTS, self._timeouts)
         conn.commit()
 
     def open(self) -> None:
