@@ -8,6 +8,13 @@ offsets are upserted into ``consumer_offsets``, all in one transaction.
 Offsets only move forward, so a late write from a consumer that lost its
 partitions can never rewind the position another consumer already stored.
 
+A reading whose (customer, instant) is already stored, or staged earlier in the
+same batch, is not inserted. Only when fewer rows went in than were staged does
+the store look why, with one join of the staging table against ``heartbeats``:
+the same heart rate is a duplicate (counted, silent), another one is a
+``Conflict``, dead-lettered. Refused messages (``rejected``) and conflicts go to
+``dead_letters`` in the same transaction, so each is accounted for exactly once.
+
 Every connection has a statement and a lock timeout: a write stuck behind a lock
 or a hung server is cancelled and reported as ``DatabaseUnavailable``, which the
 consumer retries.
@@ -16,9 +23,9 @@ consumer retries.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -27,14 +34,18 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from heartbeat import dead_letter_rows
+from heartbeat.dead_letter_rows import DeadLetter, Source, from_record
 from heartbeat.errors import DatabaseUnavailable, FatalError, SettingsError
-from heartbeat.kafka import Partition
-from heartbeat.validation import Anomaly, Reading
+from heartbeat.kafka import Partition, Record
+from heartbeat.validation import Anomaly, Reading, Rejection, conflicting_reading
 
 logger = logging.getLogger(__name__)
 
+# ``ordinal`` is the reading's index in the batch, to name a conflict's reading.
 STAGING_DDL = """
 CREATE TEMPORARY TABLE IF NOT EXISTS heartbeats_staging (
+    ordinal integer NOT NULL,
     customer_id bigint NOT NULL,
     ts timestamptz NOT NULL,
     heart_rate smallint NOT NULL,
@@ -46,13 +57,27 @@ SELECT set_config('statement_timeout', %(statement)s, false),
        set_config('lock_timeout', %(lock)s, false)
 """
 COPY_STAGING = (
-    "COPY heartbeats_staging (customer_id, ts, heart_rate, anomaly) FROM STDIN (FORMAT BINARY)"
+    "COPY heartbeats_staging (ordinal, customer_id, ts, heart_rate, anomaly)"
+    " FROM STDIN (FORMAT BINARY)"
 )
+# A temporary table is scanned in the order it was written (no parallel or
+# synchronized scans of local buffers), so of two staged readings for the same
+# customer and instant the first in the batch is the one stored.
 MOVE_STAGED = """
 INSERT INTO heartbeats (customer_id, ts, heart_rate, anomaly)
 SELECT customer_id, ts, heart_rate, anomaly FROM heartbeats_staging
 ON CONFLICT (customer_id, ts) DO NOTHING
 RETURNING ts, anomaly
+"""
+# Run only when fewer rows went in than were staged: every staged reading whose
+# customer and instant are stored (before, or just now from earlier in the batch)
+# with another heart rate. The rest of the skipped ones are exact duplicates.
+FIND_CONFLICTS = """
+SELECT s.ordinal, h.heart_rate
+FROM heartbeats_staging AS s
+JOIN heartbeats AS h ON h.customer_id = s.customer_id AND h.ts = s.ts
+WHERE h.heart_rate <> s.heart_rate
+ORDER BY s.ordinal
 """
 UPSERT_OFFSETS = """
 INSERT INTO consumer_offsets AS o (consumer_group, topic, partition, next_offset)
@@ -107,9 +132,28 @@ class StoredRow:
 
 
 @dataclass(frozen=True, slots=True)
+class Conflict:
+    """A reading for an instant already stored with another heart rate."""
+
+    index: int  # into the ``readings`` given to ``write_batch``
+    reading: Reading
+    stored_heart_rate: int
+    rejection: Rejection  # reason ``conflicting_reading``, naming the stored value
+
+
+@dataclass(frozen=True, slots=True)
 class WriteResult:
     stored: list[StoredRow]
-    duplicates: int
+    duplicates: int  # exact duplicates only: same customer, instant and heart rate
+    conflicts: list[Conflict] = field(default_factory=list)
+    dead_letters: int = 0  # rows newly added to dead_letters (rejected and conflicts)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterCount:
+    reason: str
+    total: int
+    redriven: int
 
 
 def connect(
@@ -225,18 +269,49 @@ class Store:
         return {Partition(topic, partition): offset for topic, partition, offset in rows}
 
     def write_batch(
-        self, group: str, readings: Sequence[Reading], offsets: Mapping[Partition, int]
+        self,
+        group: str,
+        readings: Sequence[Reading],
+        offsets: Mapping[Partition, int],
+        *,
+        sources: Sequence[Record] | None = None,
+        rejected: Sequence[tuple[Record, Rejection]] = (),
+        on_conflicts: Callable[[list[Conflict]], None] | None = None,
     ) -> WriteResult:
-        """Store readings (skipping duplicates) and advance offsets in one transaction."""
+        """Store readings, dead letters and offsets in one transaction.
+
+        ``sources[i]``, if given, is the record ``readings[i]`` came from: a
+        conflicting reading is then kept in ``dead_letters`` too. Every
+        ``rejected`` record is kept there (once: a row already there is left as
+        it is). ``on_conflicts`` is called with the batch's conflicts, only if
+        there are some, inside the transaction just before it commits; if it
+        raises, nothing of the batch is stored and the exception propagates.
+        """
+        if sources is not None and len(sources) != len(readings):
+            raise ValueError(f"{len(sources)} sources for {len(readings)} readings")
         with self._transaction() as conn, conn.cursor() as cur:
             stored: list[StoredRow] = []
+            conflicts: list[Conflict] = []
             if readings:
                 with cur.copy(COPY_STAGING) as copy:
-                    copy.set_types(["int8", "timestamptz", "int2", "text"])
-                    for r in readings:
-                        copy.write_row((r.customer_id, r.ts, r.heart_rate, r.anomaly))
+                    copy.set_types(["int4", "int8", "timestamptz", "int2", "text"])
+                    for i, r in enumerate(readings):
+                        copy.write_row((i, r.customer_id, r.ts, r.heart_rate, r.anomaly))
                 cur.execute(MOVE_STAGED)
                 stored = [StoredRow(ts, Anomaly(a) if a else None) for ts, a in cur.fetchall()]
+                if len(stored) < len(readings):
+                    cur.execute(FIND_CONFLICTS)
+                    conflicts = [
+                        Conflict(i, readings[i], rate, conflicting_reading(readings[i], rate))
+                        for i, rate in cur.fetchall()
+                    ]
+            letters = [from_record(record, rejection, group) for record, rejection in rejected]
+            if sources is not None:
+                letters += [from_record(sources[c.index], c.rejection, group) for c in conflicts]
+            added = 0
+            if letters:
+                cur.execute(dead_letter_rows.INSERT, dead_letter_rows.insert_params(group, letters))
+                added = cur.rowcount
             if offsets:
                 items = sorted(offsets.items())
                 cur.execute(
@@ -248,7 +323,14 @@ class Store:
                         "offsets": [o for _, o in items],
                     },
                 )
-        return WriteResult(stored=stored, duplicates=len(readings) - len(stored))
+            if conflicts and on_conflicts is not None:
+                on_conflicts(conflicts)
+        return WriteResult(
+            stored=stored,
+            duplicates=len(readings) - len(stored) - len(conflicts),
+            conflicts=conflicts,
+            dead_letters=added,
+        )
 
     def count_stale_customers(self, stale_after: float, lookback: float = 3600.0) -> int:
         """Customers with a reading in ``lookback`` seconds but none in ``stale_after``."""
@@ -263,6 +345,46 @@ class Store:
                 INSERT_ONE, (reading.customer_id, reading.ts, reading.heart_rate, reading.anomaly)
             )
             return cur.rowcount == 1
+
+    def count_dead_letters(self) -> list[DeadLetterCount]:
+        """Dead letters per reason, most first."""
+        with self._transaction() as conn:
+            counts = conn.execute(dead_letter_rows.COUNT).fetchall()
+        return [DeadLetterCount(reason, total, redriven) for reason, total, redriven in counts]
+
+    def dead_letters(
+        self,
+        *,
+        reason: str | None = None,
+        sources: Sequence[Source] | None = None,
+        pending_only: bool = False,
+        limit: int | None = None,
+        newest_first: bool = True,
+    ) -> list[DeadLetter]:
+        """Dead letters of ``reason`` and among ``sources`` (``None``: any), ``limit`` at most.
+
+        ``pending_only`` leaves out the ones already re-driven. Newest first, or in
+        the order they were read (topic, partition, offset).
+        """
+        params = {
+            "reason": reason,
+            "pending": pending_only,
+            "limit": limit,
+            **dead_letter_rows.source_params(sources),
+        }
+        statement = dead_letter_rows.NEWEST if newest_first else dead_letter_rows.IN_ORDER
+        with self._transaction() as conn:
+            found = conn.execute(statement, params).fetchall()
+        return [dead_letter_rows.from_row(row) for row in found]
+
+    def mark_redriven(self, sources: Sequence[Source]) -> int:
+        """Record that these dead letters were produced again; how many rows that was."""
+        if not sources:
+            return 0
+        with self._transaction() as conn:
+            return conn.execute(
+                dead_letter_rows.MARK_REDRIVEN, dead_letter_rows.source_params(sources)
+            ).rowcount
 
     def query(
         self, statement: str, params: Mapping[str, Any] | None = None

@@ -45,28 +45,31 @@ def tables(conninfo: str) -> set[str]:
 
 
 def test_migrate_applies_lists_and_rolls_back_the_last_steps(empty_database, capsys):
+    everything = {"heartbeats", "consumer_offsets", "dead_letters"}
     assert main(["migrate", "status"]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "pending  0001.heartbeats",
         "pending  0002.consumer-offsets",
+        "pending  0003.dead-letters",
     ]
     assert main(["migrate"]) == 0
-    assert tables(empty_database) == {"heartbeats", "consumer_offsets"}
+    assert tables(empty_database) == everything
     assert main(["migrate"]) == 0
     assert "up to date" in capsys.readouterr().out
 
-    assert main(["migrate", "rollback", "--steps", "1"]) == 0
+    assert main(["migrate", "rollback", "--steps", "2"]) == 0
     assert tables(empty_database) == {"heartbeats"}
     capsys.readouterr()
     assert main(["migrate", "status"]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "applied  0001.heartbeats",
         "pending  0002.consumer-offsets",
+        "pending  0003.dead-letters",
     ]
     assert main(["migrate", "rollback", "--steps", "5"]) == 0
     assert tables(empty_database) == set()
     assert main(["migrate"]) == 0
-    assert tables(empty_database) == {"heartbeats", "consumer_offsets"}
+    assert tables(empty_database) == everything
 
 
 def test_schema_refuses_an_out_of_range_heart_rate_and_a_wrong_flag(empty_database):
