@@ -1,4 +1,4 @@
-"""The ``heartbeat`` command: produce, consume, migrate, stats, tail, settings.
+"""The ``heartbeat`` command: produce, consume, migrate, stats, tail, dlq, settings.
 
 Exit codes: 0 success, 1 failure at run time (e.g. undelivered messages),
 2 bad settings or usage (the message names each bad setting).
@@ -66,6 +66,31 @@ def _parser() -> argparse.ArgumentParser:
     tail.add_argument("--idle-timeout", type=float, help="stop after this many idle seconds")
     tail.add_argument("--json", action="store_true", help="one JSON object per line")
 
+    dlq = sub.add_parser("dlq", help="count, list or re-drive the dead letters kept in PostgreSQL")
+    dlq_actions = dlq.add_subparsers(dest="dlq_action", required=True, metavar="ACTION")
+    dlq_count = dlq_actions.add_parser("count", help="dead letters per reason")
+    dlq_count.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    dlq_list = dlq_actions.add_parser("list", help="the newest dead letters")
+    dlq_list.add_argument("--reason", choices=_reasons(), help="only this reason")
+    dlq_list.add_argument(
+        "--limit", type=_dlq_limit, default=50, help=f"most rows listed (1-{DLQ_MAX_LIMIT})"
+    )
+    dlq_list.add_argument("--json", action="store_true", help="one JSON object per line")
+    redrive = dlq_actions.add_parser(
+        "redrive", help="produce chosen dead letters to the readings topic again"
+    )
+    redrive.add_argument("--reason", choices=_reasons(), help="those of this reason not re-driven")
+    redrive.add_argument(
+        "--source",
+        action="append",
+        type=_dlq_source,
+        dest="sources",
+        metavar="TOPIC:PARTITION:OFFSET",
+        help="this dead letter (repeatable), re-driven before or not",
+    )
+    redrive.add_argument("--all", action="store_true", help="every one not re-driven yet")
+    redrive.add_argument("--dry-run", action="store_true", help="say what would be sent")
+
     operator = sub.add_parser("operator", help="run the HeartbeatSimulation operator (kopf)")
     operator.add_argument(
         "--namespace",
@@ -112,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "migrate": _migrate,
         "stats": _stats,
         "tail": _tail,
+        "dlq": _dlq,
         "operator": _operator,
         "settings": _show_settings,
     }
@@ -189,6 +215,8 @@ def _consume(settings: Settings, _: argparse.Namespace) -> int:
         _conninfo(settings),
         max_size=settings.database_pool_size,
         connect_timeout=settings.database_connect_timeout_seconds,
+        statement_timeout=settings.database_statement_timeout_seconds,
+        lock_timeout=settings.database_lock_timeout_seconds,
     )
     store.open()
     try:
@@ -257,6 +285,69 @@ def _tail(settings: Settings, args: argparse.Namespace) -> int:
     ):
         print(render(record, as_json=args.json), flush=True)
     return EXIT_OK
+
+
+DLQ_MAX_LIMIT = 100_000
+
+
+def _reasons() -> list[str]:
+    from heartbeat.validation import Reason
+
+    return [reason.value for reason in Reason]
+
+
+def _dlq_limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= DLQ_MAX_LIMIT:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number from 1 to {DLQ_MAX_LIMIT}, got {text!r}"
+        )
+    return value
+
+
+def _dlq_source(text: str) -> Any:
+    from heartbeat.dead_letter_rows import Source
+
+    try:
+        return Source.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _dlq(settings: Settings, args: argparse.Namespace) -> int:
+    from heartbeat import dlq
+    from heartbeat.store import Store
+
+    if args.dlq_action == "redrive" and not (args.reason or args.sources or args.all):
+        print(
+            "heartbeat dlq redrive: choose what to re-drive:"
+            " --reason R, --source TOPIC:PARTITION:OFFSET or --all",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if args.dlq_action == "redrive" and args.all and (args.reason or args.sources):
+        print("heartbeat dlq redrive: --all takes no --reason or --source", file=sys.stderr)
+        return EXIT_USAGE
+    with Store(
+        _conninfo(settings),
+        max_size=1,
+        connect_timeout=settings.database_connect_timeout_seconds,
+        statement_timeout=settings.database_statement_timeout_seconds,
+        lock_timeout=settings.database_lock_timeout_seconds,
+    ) as store:
+        if args.dlq_action == "count":
+            return dlq.show_counts(store, as_json=args.json, out=sys.stdout)
+        if args.dlq_action == "list":
+            return dlq.show_list(
+                store, reason=args.reason, limit=args.limit, as_json=args.json, out=sys.stdout
+            )
+        choice = dlq.Choice(reason=args.reason, sources=args.sources)
+        return dlq.redrive(
+            settings, store, choice, dry_run=args.dry_run, out=sys.stdout, err=sys.stderr
+        )
 
 
 def _operator(settings: Settings, args: argparse.Namespace) -> int:
