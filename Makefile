@@ -35,6 +35,15 @@ stack: install system-deps ## Start local Kafka (KRaft) and PostgreSQL in the ba
 stack-down: ## Stop the local Kafka and PostgreSQL
 	@if [ -x $(PY) ]; then $(PY) -m heartbeat_localstack down --dir $(STACK_DIR); fi
 
+.PHONY: docker
+docker: install ## Start a Docker engine unless one answers (installs docker.io and debootstrap first); PID and log in .stack/
+	@$(PY) -m heartbeat_localstack.docker status --dir $(STACK_DIR) >/dev/null || ./.ci/system-deps docker
+	$(PY) -m heartbeat_localstack.docker up --dir $(STACK_DIR)
+
+.PHONY: docker-down
+docker-down: ## Stop the Docker engine that make docker started (any other engine is left alone)
+	@if [ -x $(PY) ]; then $(PY) -m heartbeat_localstack.docker down --dir $(STACK_DIR); fi
+
 .PHONY: cluster-build
 cluster-build: install ## Build the local Kubernetes control plane, helm and kubectl once (cached in ~/.cache/heartbeat)
 	$(PY) -m heartbeat_localstack.cluster build
