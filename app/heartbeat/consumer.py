@@ -49,7 +49,7 @@ from heartbeat.progress import EndOffsetsPoller, Progress, describe_stall
 from heartbeat.retry import retry_transient
 from heartbeat.server import Health
 from heartbeat.settings import Settings
-from heartbeat.store import Store, WriteResult
+from heartbeat.store import Conflict, Store, WriteResult
 from heartbeat.validation import Reading, Rejection, judge
 
 logger = logging.getLogger(__name__)
@@ -327,13 +327,41 @@ class ConsumerApp:
     def _store(
         self, verdicts: dict[int, Reading | Rejection]
     ) -> tuple[WriteResult, dict[Partition, int], int]:
+        """Write the batch's readings, its dead letters and its offsets in one transaction."""
+
         def attempt() -> tuple[WriteResult, dict[Partition, int], int]:
             # Rows and offsets come from the same surviving records on every attempt.
             records = self._owned_records()
-            readings = [v for r in records if isinstance(v := verdicts[id(r)], Reading)]
+            sources: list[Record] = []
+            readings: list[Reading] = []
+            rejected: list[tuple[Record, Rejection]] = []
+            for record in records:
+                verdict = verdicts[id(record)]
+                if isinstance(verdict, Reading):
+                    sources.append(record)
+                    readings.append(verdict)
+                else:
+                    rejected.append((record, verdict))
             offsets = next_offsets(records)
+
+            def dead_letter_conflicts(conflicts: list[Conflict]) -> None:
+                # Inside the open transaction: one attempt, and a Kafka failure rolls the
+                # whole batch back to be retried, so the topic stays at-least-once.
+                assert self._dead_letters is not None
+                self._dead_letters.deliver(
+                    [(sources[c.index], c.rejection) for c in conflicts],
+                    on_wait=self._waiting_for_kafka,
+                )
+
             started = time.perf_counter()
-            result = self.store.write_batch(self.settings.kafka_consumer_group, readings, offsets)
+            result = self.store.write_batch(
+                self.settings.kafka_consumer_group,
+                readings,
+                offsets,
+                sources=sources,
+                rejected=rejected,
+                on_conflicts=dead_letter_conflicts,
+            )
             self.metrics.db_write_seconds.observe(time.perf_counter() - started)
             return result, offsets, len(records)
 
@@ -436,11 +464,11 @@ class ConsumerApp:
         """
 
         def on_retry(error: BaseException, attempt: int, delay: float) -> None:
-            self._mark(dependency, False, str(error))
-            self.metrics.retries.labels(dependency).inc()
-            logger.warning(
-                "%s unavailable (%s); retry %d in %.1fs", dependency, error, attempt, delay
-            )
+            # A write can fail on Kafka too (dead-lettering its conflicts): name the culprit.
+            failed = "kafka" if isinstance(error, KafkaUnavailable) else dependency
+            self._mark(failed, False, str(error))
+            self.metrics.retries.labels(failed).inc()
+            logger.warning("%s unavailable (%s); retry %d in %.1fs", failed, error, attempt, delay)
 
         try:
             result = retry_transient(

@@ -12,6 +12,7 @@ PostgreSQL is read again by whoever owns its partitions next.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -51,5 +52,6 @@ class ShutdownDeadline:
             self.seconds,
         )
         for handler in logging.getLogger().handlers:
-            handler.flush()
+            with contextlib.suppress(OSError, ValueError):  # a closed stream: nothing to flush
+                handler.flush()
         self._exit(0)

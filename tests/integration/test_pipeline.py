@@ -50,6 +50,10 @@ def test_valid_readings_are_stored_once_with_their_anomaly_flags(pipeline):
     assert consumer.metric("heartbeat_db_write_seconds_count") >= 1
 
 
+def by_reason_of(dead_letters):
+    return {dict(r.headers)["reason"].decode(): r for r in dead_letters}
+
+
 def test_every_reject_reason_lands_in_the_dead_letter_topic_with_its_reason(pipeline):
     now = datetime.now(UTC)
     good = {"customer_id": 5, "timestamp": now.isoformat(), "heart_rate": 70}
@@ -71,16 +75,22 @@ def test_every_reject_reason_lands_in_the_dead_letter_topic_with_its_reason(pipe
         Reason.TIMESTAMP_WITHOUT_TIMEZONE: variant(timestamp="2026-01-01T10:00:00"),
         Reason.TIMESTAMP_IN_FUTURE: variant(timestamp=(now + timedelta(hours=2)).isoformat()),
     }
-    # Every reason validation can give a message; `unprocessable` marks a defect in
-    # validation itself, which no message can provoke on purpose (unit-tested with a
-    # broken one); `conflicting_reading` is decided by the store against what is stored
-    # (tests/integration/test_store_write_batch.py).
-    decided_elsewhere = {Reason.UNPROCESSABLE, Reason.CONFLICTING_READING}
-    assert set(bad) == set(Reason) - decided_elsewhere, "every reason is exercised"
-    messages = [(f"k-{reason.value}".encode(), value) for reason, value in bad.items()]
+    # The same instant as `good` with another heart rate: sent once `good` is stored.
+    bad[Reason.CONFLICTING_READING] = variant(heart_rate=71)
+    # Every reason a message can be given; `unprocessable` marks a defect in validation
+    # itself, which no message can provoke on purpose (unit-tested with a broken one).
+    assert set(bad) == set(Reason) - {Reason.UNPROCESSABLE}, "every reason is exercised"
+    messages = [
+        (f"k-{reason.value}".encode(), value)
+        for reason, value in bad.items()
+        if reason is not Reason.CONFLICTING_READING
+    ]
     messages.append((b"5", variant()))
     consumer = pipeline.start_consumer()
     pipeline.produce(messages)
+    wait_for(lambda: pipeline.row_count() == 1, 30, "the one valid reading stored")
+    pipeline.produce([(b"k-conflicting_reading", bad[Reason.CONFLICTING_READING])])
+    messages.append((b"k-conflicting_reading", bad[Reason.CONFLICTING_READING]))
 
     dead = list(
         read_topic(
@@ -91,10 +101,20 @@ def test_every_reject_reason_lands_in_the_dead_letter_topic_with_its_reason(pipe
             idle_timeout=60,
         )
     )
-    wait_for(lambda: pipeline.row_count() == 1, 30, "the one valid reading stored")
+    # Every rejected message is also kept, once, in PostgreSQL.
+    wait_for(
+        lambda: pipeline.sql("SELECT count(*) FROM dead_letters")[0][0] == len(bad),
+        30,
+        "every rejected message in the dead_letters table",
+    )
     assert consumer.stop() == 0
+    assert pipeline.sql("SELECT heart_rate FROM heartbeats") == [(70,)]
+    kept = dict(pipeline.sql("SELECT reason, count(*) FROM dead_letters GROUP BY reason"))
+    assert kept == {reason.value: 1 for reason in bad}
+    conflict = dict(by_reason_of(dead)["conflicting_reading"].headers)["error"].decode()
+    assert "already stored with heart_rate 70" in conflict
 
-    by_reason = {dict(r.headers)["reason"].decode(): r for r in dead}
+    by_reason = by_reason_of(dead)
     assert set(by_reason) == {reason.value for reason in bad}
     sources = {
         r.key: (r.partition, r.offset)
