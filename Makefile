@@ -9,6 +9,7 @@ STACK_DIR := .stack
 PRODUCER_METRICS_PORT ?= 8001
 CONSUMER_METRICS_PORT ?= 8002
 PYTEST_ARGS ?=
+IMAGE ?= heartbeat:dev
 
 .PHONY: help
 help: ## List the targets
@@ -43,6 +44,18 @@ docker: install ## Start a Docker engine unless one answers (installs docker.io 
 .PHONY: docker-down
 docker-down: ## Stop the Docker engine that make docker started (any other engine is left alone)
 	@if [ -x $(PY) ]; then $(PY) -m heartbeat_localstack.docker down --dir $(STACK_DIR); fi
+
+.PHONY: base-images
+base-images: docker ## Base images: public where a registry answers, else made with debootstrap once (tars in ~/.cache/heartbeat/images)
+	$(PY) -m heartbeat_localstack.images base
+
+.PHONY: service-images
+service-images: docker ## The Kafka and PostgreSQL images the testcontainers fixtures run (built once, kept as tars)
+	$(PY) -m heartbeat_localstack.images services
+
+.PHONY: image
+image: docker ## Build the project's image as $(IMAGE) from the Dockerfile and print its size
+	$(PY) -m heartbeat_localstack.images app --tag $(IMAGE)
 
 .PHONY: cluster-build
 cluster-build: install ## Build the local Kubernetes control plane, helm and kubectl once (cached in ~/.cache/heartbeat)

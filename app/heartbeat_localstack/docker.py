@@ -126,6 +126,29 @@ class DockerCLI:
         result = self.run(["image", "inspect", "--format", "{{.Size}}", name])
         return int(result.stdout.strip())
 
+    def import_rootfs(self, root: Path, image: str, changes: Sequence[str] = ()) -> None:
+        """`tar -C ROOT -c . | docker import - IMAGE`: a root file system becomes an image."""
+        command = [self.binary, "import"]
+        for change in changes:
+            command += ["--change", change]
+        command += ["-", image]
+        tar = subprocess.Popen(
+            ["tar", "--numeric-owner", "-C", str(root), "-c", "."],
+            stdout=subprocess.PIPE,
+        )
+        try:
+            result = subprocess.run(
+                command, stdin=tar.stdout, capture_output=True, text=True, timeout=600, check=False
+            )
+        finally:
+            if tar.stdout is not None:
+                tar.stdout.close()
+            tar_status = tar.wait()
+        if result.returncode != 0 or tar_status != 0:
+            raise DockerError(
+                _failure(["import", "-", image], result) + f" (tar exit {tar_status})"
+            )
+
     def build_command(self) -> BuildCommand:
         """A `docker build` that uses BuildKit with this machine's CLIs (see module docstring)."""
         candidates = [self.binary]
