@@ -56,11 +56,19 @@ RUN --mount=type=bind,from=wheelhouse,target=/wheelhouse \
     /opt/venv/bin/heartbeat --help > /dev/null
 
 FROM ${BASE_IMAGE}
+ARG BASE_IMAGE
 ARG UID=10001
+LABEL org.opencontainers.image.title="heartbeat" \
+      org.opencontainers.image.base.name="${BASE_IMAGE}"
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
-RUN groupadd --system --gid ${UID} heartbeat \
+# The public base brings pip (older tags setuptools and wheel too) into its system Python;
+# nothing runs them at run time, so they go. Debian's python3 has none of them.
+RUN if python3 -m pip --version > /dev/null 2>&1; then \
+        python3 -m pip uninstall --yes --quiet pip setuptools wheel; \
+    fi \
+    && groupadd --system --gid ${UID} heartbeat \
     && useradd --system --uid ${UID} --gid ${UID} --no-create-home --home-dir /nonexistent \
        --shell /usr/sbin/nologin heartbeat
 COPY --from=build /opt/venv /opt/venv
