@@ -6,6 +6,8 @@ Load them from a conftest with ``pytest_plugins = ["tests.services"]`` (or
     services_backend   "local" or "containers", chosen once per session
     kafka_service      .bootstrap_servers
     postgres_service   .conninfo, .env(), .stop(), .start() (same address after start)
+    kafka_to_stop      a broker of the test's own on the same backend: .bootstrap_servers,
+                       .stop(), .start() (same address and data after start)
 
 For fault tests, whatever the backend, real local processes a test may kill or freeze,
 one of each per test module (the shared services above stay untouched):
@@ -19,8 +21,15 @@ The backend comes from HEARTBEAT_TEST_SERVICES:
     local        real processes from `heartbeat_localstack` (Kafka jars from Maven Central, Debian's
                  PostgreSQL), state in temporary folders, fresh ports; never the
                  developer's .stack
-    containers   testcontainers (needs a Docker engine)
+    containers   testcontainers (needs a Docker engine): PostgreSQL through testcontainers'
+                 PostgreSQL module, Kafka (KRaft) through `heartbeat_localstack.containers`,
+                 on images built here (`python -m heartbeat_localstack.images services`,
+                 built on first use and cached), all on one user network of the session
+                 where containers reach them as kafka:19092 and postgres:5432; the host
+                 reaches them on published loopback ports
     auto/unset   containers when a Docker engine answers, local otherwise
+
+HEARTBEAT_TEST_KAFKA_IMAGE and HEARTBEAT_TEST_POSTGRES_IMAGE name other images to use.
 """
 
 from __future__ import annotations
@@ -43,25 +52,38 @@ from heartbeat_localstack.postgres import PostgresServer
 
 __all__ = [
     "kafka_service",
+    "kafka_to_stop",
     "own_kafka_broker",
     "own_kafka_cluster",
     "own_postgres",
     "postgres_service",
     "services_backend",
+    "services_network",
 ]
 
 logger = logging.getLogger(__name__)
 
 BACKEND_VARIABLE = "HEARTBEAT_TEST_SERVICES"
 BACKENDS = ("local", "containers")
-KAFKA_IMAGE = os.environ.get("HEARTBEAT_TEST_KAFKA_IMAGE", "confluentinc/cp-kafka:7.6.0")
-POSTGRES_IMAGE = os.environ.get("HEARTBEAT_TEST_POSTGRES_IMAGE", "postgres:15")
 DATABASE = "heartbeat"
+KAFKA_ALIAS = "kafka"
+POSTGRES_ALIAS = "postgres"
+# The backend each session used, for the summary at the end of the run.
+_USED: list[str] = []
 
 
 class KafkaService(Protocol):
     @property
     def bootstrap_servers(self) -> str: ...
+
+
+class RestartableKafka(Protocol):
+    @property
+    def bootstrap_servers(self) -> str: ...
+
+    def stop(self) -> None: ...
+
+    def start(self) -> None: ...
 
 
 class PostgresService(Protocol):
@@ -107,17 +129,25 @@ def docker_reachable() -> bool:
 
 @pytest.fixture(scope="session")
 def services_backend() -> str:
-    backend = choose_backend(os.environ.get(BACKEND_VARIABLE), docker_reachable)
-    logger.info("integration services run as %s (%s)", backend, BACKEND_VARIABLE)
+    setting = os.environ.get(BACKEND_VARIABLE)
+    backend = choose_backend(setting, docker_reachable)
+    how = "local processes" if backend == "local" else "testcontainers"
+    _USED.append(f"{backend} ({how}; {BACKEND_VARIABLE}={setting or 'auto'})")
+    logger.info("integration services run as %s", _USED[-1])
     return backend
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _USED:
+        terminalreporter.write_line(f"integration services ran as {_USED[0]}")
 
 
 @pytest.fixture(scope="session")
 def kafka_service(
-    services_backend: str, tmp_path_factory: pytest.TempPathFactory
+    services_backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[KafkaService]:
     if services_backend == "containers":
-        yield from _kafka_container()
+        yield from _kafka_container(request.getfixturevalue("services_network"))
         return
     broker = KafkaBroker(tmp_path_factory.mktemp("kafka"))
     try:
@@ -128,9 +158,11 @@ def kafka_service(
 
 
 @pytest.fixture(scope="session")
-def postgres_service(services_backend: str) -> Iterator[PostgresService]:
+def postgres_service(
+    services_backend: str, request: pytest.FixtureRequest
+) -> Iterator[PostgresService]:
     if services_backend == "containers":
-        yield from _postgres_container()
+        yield from _postgres_container(request.getfixturevalue("services_network"))
         return
     # As root the server runs as the postgres user, who must be able to traverse every
     # parent folder. pytest keeps its temporary root private and makes it private again
@@ -144,6 +176,23 @@ def postgres_service(services_backend: str) -> Iterator[PostgresService]:
             yield server
         finally:
             server.stop()
+
+
+@pytest.fixture
+def kafka_to_stop(
+    services_backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[RestartableKafka]:
+    """A broker of the test's own that it may stop and start; the shared one stays up."""
+    if services_backend == "containers":
+        network = request.getfixturevalue("services_network")
+        yield from _kafka_container(network, alias=f"kafka-{os.urandom(4).hex()}")
+        return
+    broker = KafkaBroker(tmp_path / "kafka")
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.stop()
 
 
 @pytest.fixture(scope="module")
@@ -182,42 +231,80 @@ def own_postgres() -> Iterator[PostgresServer]:
 # --- testcontainers ---------------------------------------------------------------------
 
 
-def _testcontainers(module: str) -> Any:
-    """testcontainers' Kafka or PostgreSQL module; newer releases moved them to `community`."""
-    import importlib
+def _docker_cli() -> Any:
+    from heartbeat_localstack.docker import DockerCLI
 
-    try:
-        return importlib.import_module(f"testcontainers.community.{module}")
-    except ImportError:
-        return importlib.import_module(f"testcontainers.{module}")
+    return DockerCLI()
+
+
+def _kafka_image() -> str:
+    from heartbeat_localstack.images.build import kafka_image
+
+    return os.environ.get("HEARTBEAT_TEST_KAFKA_IMAGE") or kafka_image(_docker_cli())
+
+
+def _postgres_image() -> str:
+    from heartbeat_localstack.images.build import postgres_image
+
+    return os.environ.get("HEARTBEAT_TEST_POSTGRES_IMAGE") or postgres_image(_docker_cli())
+
+
+@pytest.fixture(scope="session")
+def services_network() -> Iterator[Any]:
+    """The session's user network (testcontainers' `Network`); containers find the services
+    on it as kafka:19092 and postgres:5432."""
+    from heartbeat_localstack.containers import Network
+
+    with Network() as network:
+        yield network
 
 
 class _ContainerKafka:
-    def __init__(self, bootstrap_servers: str) -> None:
-        self.bootstrap_servers = bootstrap_servers
+    """A Kafka container that can be stopped and started like the local broker.
+
+    stop()/start() stop and start the same container: data, port and address stay.
+    """
+
+    def __init__(self, node: Any) -> None:
+        self._node = node
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return str(self._node.bootstrap_servers)
+
+    @property
+    def network_bootstrap_servers(self) -> str:
+        """The address containers on the session's network use."""
+        return str(self._node.network_bootstrap_servers)
+
+    def stop(self) -> None:
+        self._node.get_wrapped_container().stop(timeout=30)
+
+    def start(self) -> None:
+        self._node.get_wrapped_container().start()
+        self._node.wait_ready()
 
 
-def _kafka_container() -> Iterator[KafkaService]:
-    container = _testcontainers("kafka").KafkaContainer(KAFKA_IMAGE).with_kraft()
-    with container:
-        yield _ContainerKafka(container.get_bootstrap_server())
+def _kafka_container(network: Any, alias: str = KAFKA_ALIAS) -> Iterator[_ContainerKafka]:
+    from heartbeat_localstack.containers import KafkaNode
+
+    with KafkaNode(_kafka_image(), network=network, alias=alias) as node:
+        yield _ContainerKafka(node)
 
 
 class _ContainerPostgres:
     """A PostgreSQL container that can be stopped and started like the local server.
 
     stop()/start() stop and start the same container (its data stays). The container's
-    port is bound to a fixed host port chosen before the first start, so the address, and
-    with it `conninfo`, stays the same across a restart; a random binding would change.
+    port is bound to a fixed loopback port chosen before the first start, so the address,
+    and with it `conninfo`, stays the same across a restart; a random binding would change.
     """
+
+    host = "127.0.0.1"
 
     def __init__(self, container: Any, host_port: int) -> None:
         self._container = container
         self.port = host_port
-
-    @property
-    def host(self) -> str:
-        return str(self._container.get_container_host_ip())
 
     @property
     def conninfo(self) -> str:
@@ -225,6 +312,14 @@ class _ContainerPostgres:
         return (
             f"host={self.host} port={self.port} user={c.username} "
             f"password={c.password} dbname={c.dbname}"
+        )
+
+    def network_conninfo(self, dbname: str | None = None) -> str:
+        """The conninfo containers on the session's network use."""
+        c = self._container
+        return (
+            f"host={POSTGRES_ALIAS} port=5432 user={c.username} "
+            f"password={c.password} dbname={dbname or c.dbname}"
         )
 
     def env(self) -> dict[str, str]:
@@ -253,11 +348,18 @@ class _ContainerPostgres:
                 time.sleep(0.5)
 
 
-def _postgres_container() -> Iterator[PostgresService]:
+def _postgres_container(network: Any) -> Iterator[PostgresService]:
+    # testcontainers' settings are in place: `network` came from heartbeat_localstack.containers.
+    try:
+        from testcontainers.community.postgres import PostgresContainer
+    except ImportError:  # releases before the `community` namespace
+        from testcontainers.postgres import PostgresContainer  # type: ignore[no-redef]
+
     host_port = free_port()
-    container = _testcontainers("postgres").PostgresContainer(
-        POSTGRES_IMAGE, username=DATABASE, password=DATABASE, dbname=DATABASE, driver=None
+    container = PostgresContainer(
+        _postgres_image(), username=DATABASE, password=DATABASE, dbname=DATABASE, driver=None
     )
-    container.with_bind_ports(5432, host_port)
+    container.ports["5432"] = ("127.0.0.1", host_port)  # loopback only, fixed across restarts
+    container.with_network(network).with_network_aliases(POSTGRES_ALIAS)
     with container:
         yield _ContainerPostgres(container, host_port)

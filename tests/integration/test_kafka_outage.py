@@ -1,6 +1,7 @@
 """A broker that goes away mid-stream: the consumer waits, reports not-ready, and loses nothing.
 
-Uses a broker of its own (the shared one stays up for the other tests).
+Uses a broker of its own (the shared one stays up for the other tests): a local process or
+a container, whichever backend the session's services use.
 """
 
 from __future__ import annotations
@@ -8,18 +9,14 @@ from __future__ import annotations
 import pytest
 
 from heartbeat.kafka import ensure_topics
-from heartbeat_localstack.kafka import KafkaBroker
 from tests.integration.pipeline import fixed_readings, valid_keys, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture
-def own_broker(tmp_path):
-    broker = KafkaBroker(tmp_path / "kafka")
-    broker.start()
-    yield broker
-    broker.stop()
+def own_broker(kafka_to_stop):
+    return kafka_to_stop
 
 
 def test_broker_stopped_and_restarted_mid_stream_loses_nothing(pipeline, own_broker):
