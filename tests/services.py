@@ -277,6 +277,10 @@ class _ContainerKafka:
         """The address containers on the session's network use."""
         return str(self._node.network_bootstrap_servers)
 
+    @property
+    def network_name(self) -> str:
+        return str(self._node.network_name)
+
     def stop(self) -> None:
         self._node.get_wrapped_container().stop(timeout=30)
 

@@ -92,6 +92,11 @@ class KafkaNode(DockerContainer):
         """The address for containers on the same user network."""
         return f"{self.alias}:{NETWORK_PORT}"
 
+    @property
+    def network_name(self) -> str | None:
+        """The user network it is on, if any."""
+        return self._network.name if self._network is not None else None
+
     def start(self) -> KafkaNode:
         super().start()
         self.wait_ready()

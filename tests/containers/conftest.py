@@ -15,12 +15,16 @@ import pytest
 
 from heartbeat_localstack.docker import DockerCLI
 from heartbeat_localstack.images.build import APP_IMAGE, build_app
+
+# The integration tests' per-test world (topics, group, migrated database), for the pipeline
+# run as containers.
+from tests.integration.conftest import database, pipeline  # noqa: F401
 from tests.services import BACKEND_VARIABLE
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE_VARIABLE = "HEARTBEAT_TEST_IMAGE"
 
-# Lines for the end of the run: the image's size and what it is made of.
+# Lines for the end of the run: the image's size and make-up, the containers' figures.
 REPORT: list[str] = []
 
 
@@ -45,6 +49,6 @@ def app_image(docker_cli: DockerCLI) -> str:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if REPORT:
-        terminalreporter.section("image")
+        terminalreporter.section("image and containers")
         for line in REPORT:
             terminalreporter.write_line(line)
