@@ -10,6 +10,10 @@ PRODUCER_METRICS_PORT ?= 8001
 CONSUMER_METRICS_PORT ?= 8002
 PYTEST_ARGS ?=
 IMAGE ?= heartbeat:dev
+# What `make test` runs a second time with HEARTBEAT_TEST_SERVICES=containers (testcontainers).
+CONTAINER_TESTS ?= tests/containers tests/integration/test_pipeline.py \
+	tests/integration/test_kafka_outage.py tests/integration/test_localstack.py \
+	tests/integration/test_store_recovery.py tests/integration/test_consumer_progress.py
 
 .PHONY: help
 help: ## List the targets
@@ -56,6 +60,10 @@ service-images: docker ## The Kafka and PostgreSQL images the testcontainers fix
 .PHONY: image
 image: docker ## Build the project's image as $(IMAGE) from the Dockerfile and print its size
 	$(PY) -m heartbeat_localstack.images app --tag $(IMAGE)
+
+.PHONY: images
+images: docker ## Every image: the bases, Kafka and PostgreSQL for the tests, and the project's as $(IMAGE)
+	$(PY) -m heartbeat_localstack.images all --tag $(IMAGE)
 
 .PHONY: cluster-build
 cluster-build: install ## Build the local Kubernetes control plane, helm and kubectl once (cached in ~/.cache/heartbeat)
@@ -109,8 +117,14 @@ tail-dlq: ## Print the dead-letter topic from its beginning, with headers
 	@set -a; . $(STACK_DIR)/env; set +a; $(VENV)/bin/heartbeat tail --dlq --from-beginning --idle-timeout 5
 
 .PHONY: test
-test: install system-deps cluster-build ## Install everything and run the whole test suite
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: install system-deps cluster-build images ## Install everything, build the images, run the whole suite on local processes and the container tests on testcontainers
+	@status=0; \
+	echo "== the whole suite, integration services as local processes =="; \
+	HEARTBEAT_TEST_SERVICES=local $(PY) -m pytest --ignore=tests/containers $(PYTEST_ARGS) || status=1; \
+	echo "== the image, the pipeline in containers, and the pipeline, outage and restart tests on testcontainers =="; \
+	HEARTBEAT_TEST_SERVICES=containers HEARTBEAT_TEST_IMAGE=$(IMAGE) \
+		$(PY) -m pytest $(CONTAINER_TESTS) $(PYTEST_ARGS) || status=1; \
+	exit $$status
 
 .PHONY: test-unit
 test-unit: install ## Run the tests that need no services
