@@ -179,7 +179,7 @@ def test_sigterm_while_postgresql_is_down_or_hung_exits_0_within_20_seconds(
             postgres_service.hang()
             time.sleep(8)  # its next write hangs on a connection that never answers
         try:
-            code, took = consumers.terminate(first, timeout=90)
+            code, took = consumers.terminate(first, timeout=40)
         finally:
             if fault == "down":
                 postgres_service.start()
