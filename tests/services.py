@@ -27,7 +27,10 @@ The backend comes from HEARTBEAT_TEST_SERVICES:
                  built on first use and cached), all on one user network of the session
                  where containers reach them as kafka:19092 and postgres:5432; the host
                  reaches them on published loopback ports
-    auto/unset   containers when a Docker engine answers, local otherwise
+    auto/unset   local when this machine can run the services as processes (Java, and
+                 PostgreSQL's server programs), else containers when a Docker engine
+                 answers (a laptop with Docker only), else local (which then says what
+                 to install)
 
 HEARTBEAT_TEST_KAFKA_IMAGE and HEARTBEAT_TEST_POSTGRES_IMAGE name other images to use.
 """
@@ -97,8 +100,16 @@ class PostgresService(Protocol):
     def start(self) -> None: ...
 
 
-def choose_backend(setting: str | None, docker_reachable: Callable[[], bool]) -> str:
-    """The backend for a HEARTBEAT_TEST_SERVICES value; asks about Docker only for auto."""
+def choose_backend(
+    setting: str | None,
+    docker_reachable: Callable[[], bool],
+    local_services_available: Callable[[], bool] = lambda: True,
+) -> str:
+    """The backend for a HEARTBEAT_TEST_SERVICES value; only auto asks about the machine.
+
+    Auto prefers processes, so starting a Docker engine (`make docker`) does not move a
+    developer's runs onto containers; containers are the fallback where processes cannot run.
+    """
     choice = (setting or "auto").strip().lower()
     if choice in BACKENDS:
         return choice
@@ -106,7 +117,23 @@ def choose_backend(setting: str | None, docker_reachable: Callable[[], bool]) ->
         raise pytest.UsageError(
             f"{BACKEND_VARIABLE}={setting!r}: expected local, containers or auto"
         )
+    if local_services_available():
+        return "local"
     return "containers" if docker_reachable() else "local"
+
+
+def local_services_available() -> bool:
+    """Whether Kafka and PostgreSQL can run here as processes: Java and the server programs."""
+    import shutil
+
+    from heartbeat_localstack.exceptions import MissingToolError
+    from heartbeat_localstack.postgres import find_bindir
+
+    try:
+        find_bindir()
+    except MissingToolError:
+        return False
+    return shutil.which("java") is not None
 
 
 def docker_reachable() -> bool:
@@ -130,7 +157,7 @@ def docker_reachable() -> bool:
 @pytest.fixture(scope="session")
 def services_backend() -> str:
     setting = os.environ.get(BACKEND_VARIABLE)
-    backend = choose_backend(setting, docker_reachable)
+    backend = choose_backend(setting, docker_reachable, local_services_available)
     how = "local processes" if backend == "local" else "testcontainers"
     _USED.append(f"{backend} ({how}; {BACKEND_VARIABLE}={setting or 'auto'})")
     logger.info("integration services run as %s", _USED[-1])
