@@ -147,5 +147,5 @@ docs: install ## Regenerate .env.example and the README settings table from the 
 	$(PY) -c 'import re,subprocess,pathlib; p=pathlib.Path("README.md"); t=subprocess.run(["$(VENV)/bin/heartbeat","settings","--markdown"],capture_output=True,text=True,check=True).stdout; s=p.read_text(); p.write_text(re.sub(r"(<!-- settings:start -->\n).*?(<!-- settings:end -->)", lambda m: m.group(1)+t+m.group(2), s, flags=re.S))'
 
 .PHONY: clean
-clean: monitor-down cluster-down stack-down ## Stop everything and remove .venv and .stack
+clean: monitor-down cluster-down stack-down docker-down ## Stop everything and remove .venv and .stack
 	rm -rf $(VENV) $(STACK_DIR)

@@ -13,7 +13,8 @@ starts ``dockerd`` detached, as root, with default settings, and keeps in ``<dir
     dockerd/engine.pid     dockerd's own pid file
 
 Images and containers live in dockerd's default data root (/var/lib/docker), so they
-outlast a ``down``. Installing the engine is ``.ci/system-deps docker`` (``make docker``).
+outlast a ``down``; as with any dockerd, ip_forward=1, its iptables chains and the docker0
+bridge stay behind too. Installing the engine is ``.ci/system-deps docker`` (``make docker``).
 
 `DockerCLI` runs ``docker`` commands for the rest of the package. Image builds need
 BuildKit (the Dockerfiles use ``RUN --mount``): a CLI with the buildx plugin does it by
