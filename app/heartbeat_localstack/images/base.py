@@ -28,7 +28,7 @@ from pathlib import Path
 
 from heartbeat_localstack.docker import DockerCLI, DockerError
 from heartbeat_localstack.exceptions import LocalStackError, MissingToolError
-from heartbeat_localstack.images.cache import ImageCache, tar_path
+from heartbeat_localstack.images.cache import ImageCache, exclusive, tar_path
 from heartbeat_localstack.maven import cache_root
 from heartbeat_localstack.process import tail
 
@@ -215,11 +215,14 @@ class LocalBases:
     def _ensure(self, image: str, build: Callable[[], None]) -> None:
         if self.cache.restore(image):
             return
-        started = time.monotonic()
-        logger.info("building the base image %s (once; kept as %s)", image, tar_path(image))
-        build()
-        logger.info("built %s in %.0f s", image, time.monotonic() - started)
-        self.cache.store(image)
+        with exclusive(image):
+            if self.cache.restore(image):  # another run made it meanwhile
+                return
+            started = time.monotonic()
+            logger.info("building the base image %s (once; kept as %s)", image, tar_path(image))
+            build()
+            logger.info("built %s in %.0f s", image, time.monotonic() - started)
+            self.cache.store(image)
 
     def _layer(self, image: str, dockerfile: str, base: str) -> None:
         with tempfile.TemporaryDirectory(prefix="heartbeat-base-") as context:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from heartbeat_localstack.docker import DockerCLI
 from heartbeat_localstack.images import base
-from heartbeat_localstack.images.cache import ImageCache
+from heartbeat_localstack.images.cache import ImageCache, exclusive
 from heartbeat_localstack.images.wheels import Wheelhouse, probe_target
 from heartbeat_localstack.maven import KAFKA_VERSION, cache_root, kafka_libs
 
@@ -139,6 +139,15 @@ def _ensure_service(
     cache = ImageCache(cli)
     if cache.restore(name):
         return name
+    with exclusive(name):
+        if not cache.restore(name):  # another run may have built it meanwhile
+            _build_service(cli, cache, name, debian, assemble)
+    return name
+
+
+def _build_service(
+    cli: DockerCLI, cache: ImageCache, name: str, debian: str, assemble: Callable[[Path], None]
+) -> None:
     started = time.monotonic()
     log_path = log_dir() / (name.split(":")[0] + ".log")
     logger.info("building %s on %s (once; log %s)", name, debian, log_path)
@@ -153,7 +162,6 @@ def _ensure_service(
         )
     logger.info("built %s in %.0f s", name, time.monotonic() - started)
     cache.store(name)
-    return name
 
 
 def _copy_recipe(recipe: Path, context: Path) -> None:

@@ -8,9 +8,12 @@ written under a temporary name and renamed when complete.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from heartbeat_localstack.docker import DockerCLI
@@ -23,6 +26,16 @@ def tar_path(image: str) -> Path:
     """Where `image`'s tar is kept: ``heartbeat-base/debian:bookworm-1`` is
     ``<cache root>/images/heartbeat-base_debian_bookworm-1.tar``."""
     return cache_root() / "images" / (re.sub(r"[/:@]", "_", image) + ".tar")
+
+
+@contextlib.contextmanager
+def exclusive(what: str) -> Iterator[None]:
+    """Hold a lock named `what` in the cache, so two runs never build the same thing at once."""
+    path = cache_root() / "images" / f".{re.sub(r'[/:@]', '_', what)}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 class ImageCache:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from heartbeat_localstack.docker import DockerCLI
 from heartbeat_localstack.exceptions import DownloadError
+from heartbeat_localstack.images.cache import exclusive
 from heartbeat_localstack.maven import cache_root
 
 logger = logging.getLogger(__name__)
@@ -103,10 +104,11 @@ class Wheelhouse:
 
     def ensure(self) -> str:
         """The wheelhouse image, downloading the wheels first when they are not cached."""
-        if not (self.folder / COMPLETE_MARKER).exists():
-            self._download()
-        if self.cli.image_id(self.image) is None:
-            self.cli.import_rootfs(self.folder, self.image)
+        with exclusive(self.image):
+            if not (self.folder / COMPLETE_MARKER).exists():
+                self._download()
+            if self.cli.image_id(self.image) is None:
+                self.cli.import_rootfs(self.folder, self.image)
         return self.image
 
     def _download(self) -> None:
