@@ -52,6 +52,10 @@ BUILDX_REQUIRED_FROM = 23
 class DockerError(LocalStackError):
     """A docker command failed; the message carries the command and its output's end."""
 
+    def __init__(self, message: str, output: str = "") -> None:
+        super().__init__(message)
+        self.output = output  # the command's own last words, when it gave any
+
 
 @dataclass(frozen=True)
 class BuildCommand:
@@ -99,7 +103,8 @@ class DockerCLI:
                 f"docker {' '.join(args)} gave no answer within {timeout:.0f} s"
             ) from None
         if check and result.returncode != 0:
-            raise DockerError(_failure(args, result))
+            output = (result.stderr or result.stdout).strip()
+            raise DockerError(_failure(args, result), output.splitlines()[-1] if output else "")
         return result
 
     def server_version(self, timeout: float = 10.0) -> str | None:

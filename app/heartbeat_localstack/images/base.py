@@ -175,7 +175,7 @@ def choose(cli: DockerCLI, setting: str | None = None) -> BaseImages:
                 raise LocalStackError(
                     f"{SETTING}=public, but {image} cannot be pulled: {exc}"
                 ) from None
-            reason = str(exc).splitlines()[-1]
+            reason = exc.output or str(exc)
             logger.info(
                 "base images: local, made with debootstrap (no registry reachable: pulling %s "
                 "failed after %.1f s: %s)",
