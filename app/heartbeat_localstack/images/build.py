@@ -105,7 +105,11 @@ def build_app(
             args += ["--secret", f"id=pip-ca,src={ca}"]
     args += ["--tag", tag, "--file", str(context / "Dockerfile"), str(context)]
     logger.info("building %s from %s (log %s)", tag, context / "Dockerfile", log_dir() / "app.log")
+    previous = cli.image_id(tag)
     cli.build(args, log_path=log_dir() / "app.log")
+    if previous and previous != cli.image_id(tag):
+        # The tag moved on: drop the image it named, unless a container still uses it.
+        cli.run(["image", "rm", previous], check=False)
     return BuiltImage(tag, cli.image_size(tag), time.monotonic() - started)
 
 
