@@ -155,6 +155,29 @@ class DockerCLI:
                 _failure(["import", "-", image], result) + f" (tar exit {tar_status})"
             )
 
+    def save_into(
+        self, images: Sequence[str], consumer: Sequence[str], timeout: float = 600
+    ) -> None:
+        """`docker save IMAGES | CONSUMER`: hand images to another image store."""
+        save = subprocess.Popen([self.binary, "save", *images], stdout=subprocess.PIPE)
+        try:
+            result = subprocess.run(
+                list(consumer),
+                stdin=save.stdout,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        finally:
+            if save.stdout is not None:
+                save.stdout.close()
+            save_status = save.wait()
+        if result.returncode != 0 or save_status != 0:
+            raise DockerError(
+                _failure(["save", *images], result) + f" (docker save exit {save_status})"
+            )
+
     def build_command(self) -> BuildCommand:
         """A `docker build` that uses BuildKit with this machine's CLIs (see module docstring)."""
         candidates = [self.binary]

@@ -31,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     build_cmd = commands.add_parser("build", help="build the binaries into the cache")
     build_cmd.add_argument("--force", action="store_true", help="rebuild even when cached")
+    build_cmd.add_argument(
+        "--nodes", choices=("kwok", "real"), default="kwok", help="also build a real node's"
+    )
     for name, text in (
         ("up", "start the cluster (builds first when needed)"),
         ("down", "stop the cluster"),
@@ -38,6 +41,13 @@ def _parser() -> argparse.ArgumentParser:
     ):
         cmd = commands.add_parser(name, help=text)
         cmd.add_argument("--dir", type=Path, default=Path(".stack"), help="state folder")
+        if name == "up":
+            cmd.add_argument(
+                "--nodes",
+                choices=("kwok", "real"),
+                default="kwok",
+                help="kwok fake nodes (default), or one real node that runs containers",
+            )
     return parser
 
 
@@ -49,12 +59,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         if args.command == "build":
-            build.build(force=args.force)
+            if args.nodes == "real":
+                build.build_node(force=args.force)
+            else:
+                build.build(force=args.force)
             return 0
         from . import control_plane
 
         if args.command == "up":
-            cluster = control_plane.up(args.dir, build.build())
+            if args.nodes == "real":
+                build.build_node()
+            cluster = control_plane.up(args.dir, build.build(), nodes=args.nodes)
             print(f"cluster is up: export KUBECONFIG={cluster.kubeconfig}")
             print(f"kubectl and helm are in {cluster.bin_dir}")
             return 0

@@ -26,7 +26,7 @@ from heartbeat_localstack.exceptions import MissingToolError
 from heartbeat_localstack.process import tail
 
 from .exceptions import BuildError
-from .versions import BINARIES, PINNED, Versions, release_dir
+from .versions import BINARIES, NODE_BINARIES, PINNED, Versions, cache_root, release_dir
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,10 @@ KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", 
 KWOK_PACKAGE = "sigs.k8s.io/kwok/cmd/kwok"
 HELM_PACKAGE = "helm.sh/helm/v3/cmd/helm"
 ETCD_PACKAGE = "go.etcd.io/etcd/server/v3"
+NODE_COMMANDS = ("kubelet", "kube-proxy")
+COREDNS_PACKAGE = "github.com/coredns/coredns"
+CRICTL_PACKAGE = "sigs.k8s.io/cri-tools/cmd/crictl"
+NODE_MARKER = "node-built.json"
 # The build is a background chore: it yields the CPU to everything else on the machine.
 BUILD_NICENESS = 19
 
@@ -69,6 +73,53 @@ class Binaries:
         if recorded.get("versions") != self.versions.as_dict():
             return False
         return all(os.access(self.path(name), os.X_OK) for name in BINARIES)
+
+
+@dataclass(frozen=True)
+class NodeBinaries:
+    """The binaries of a real node (beside the control plane's) and its image store."""
+
+    versions: Versions
+    root: Path
+    cache: Path
+
+    @property
+    def bin_dir(self) -> Path:
+        return self.root / "bin"
+
+    @property
+    def marker(self) -> Path:
+        return self.root / NODE_MARKER
+
+    @property
+    def kubectl(self) -> Path:
+        return self.bin_dir / "kubectl"
+
+    @property
+    def containerd_root(self) -> Path:
+        """The node's containerd image store and snapshots: kept across cluster starts."""
+        return self.cache / "containerd"
+
+    @property
+    def coredns_image(self) -> str:
+        return f"heartbeat.local/coredns:{self.versions.coredns}"
+
+    def path(self, name: str) -> Path:
+        return self.bin_dir / name
+
+    def is_built(self) -> bool:
+        try:
+            recorded = json.loads(self.marker.read_text())
+        except (OSError, ValueError):
+            return False
+        if recorded.get("versions") != self.versions.node_dict():
+            return False
+        return all(os.access(self.path(name), os.X_OK) for name in NODE_BINARIES)
+
+
+def node_binaries(versions: Versions = PINNED, cache: Path | None = None) -> NodeBinaries:
+    root = cache or cache_root()
+    return NodeBinaries(versions, release_dir(versions, root), root)
 
 
 def binaries(versions: Versions = PINNED, cache: Path | None = None) -> Binaries:
@@ -218,6 +269,81 @@ class Builder:
         self.target.marker.write_text(json.dumps(marker, indent=2) + "\n")
         self.progress(f"all binaries built in {total / 60:.1f} min -> {self.target.bin_dir}")
 
+    def run_node(self, node: NodeBinaries) -> None:
+        """kubelet and kube-proxy from the same module as the control plane, CoreDNS, crictl,
+        and the pause binary from Kubernetes' pause.c."""
+        versions = self.target.versions
+        build_date = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        started = time.monotonic()
+        node.marker.unlink(missing_ok=True)
+        for folder in (self.target.bin_dir, self.logs, self.src):
+            folder.mkdir(parents=True, exist_ok=True)
+        kube_src = self.src / "kubernetes"
+        kube_commit = self._kubernetes_module(kube_src)
+        for command in NODE_COMMANDS:
+            self._go(
+                command,
+                [
+                    "build",
+                    "-trimpath",
+                    "-ldflags",
+                    kube_ldflags(versions, kube_commit, build_date),
+                    "-o",
+                    str(self.target.path(command)),
+                    f"k8s.io/kubernetes/cmd/{command}",
+                ],
+                cwd=kube_src,
+            )
+        install_env = {"GOBIN": str(self.target.bin_dir)}
+        for step, package, version in (
+            ("coredns", COREDNS_PACKAGE, versions.coredns),
+            ("crictl", CRICTL_PACKAGE, versions.crictl),
+        ):
+            self._go(
+                step,
+                ["install", "-trimpath", "-ldflags", "-s -w", f"{package}@v{version}"],
+                cwd=self.src,
+                env=install_env,
+            )
+        self._pause(kube_src)
+        total = time.monotonic() - started
+        marker = {
+            "versions": versions.node_dict(),
+            "go": self._go_version(),
+            "built_at": build_date,
+            "seconds": {name: round(self.seconds[name], 1) for name in NODE_BINARIES},
+            "total_seconds": round(total, 1),
+        }
+        node.marker.write_text(json.dumps(marker, indent=2) + "\n")
+        self.progress(f"node binaries built in {total / 60:.1f} min -> {self.target.bin_dir}")
+
+    def _pause(self, kube_src: Path) -> None:
+        """The sandbox's pause process, compiled statically from the module's own pause.c."""
+        gcc = shutil.which("gcc")
+        if gcc is None:
+            raise MissingToolError("gcc is needed to compile the pod sandbox's pause binary")
+        module_dir = self._go(
+            "pause-source",
+            ["list", "-m", "-f", "{{.Dir}}", "k8s.io/kubernetes"],
+            cwd=kube_src,
+            timed=False,
+            capture=True,
+        ).strip()
+        source = Path(module_dir) / "build" / "pause" / "linux" / "pause.c"
+        self.progress("building pause")
+        started = time.monotonic()
+        result = subprocess.run(
+            [gcc, "-Os", "-static", "-o", str(self.target.path("pause")), str(source)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            log_path = self.logs / "pause.log"
+            log_path.write_text(result.stderr)
+            raise BuildError("pause", log_path, result.stderr[-2000:])
+        self.seconds["pause"] = time.monotonic() - started
+
     # -- the wrapper modules -------------------------------------------------------------
 
     def _kubernetes_module(self, src: Path) -> str:
@@ -360,3 +486,24 @@ def build(
         )
         Builder(target, progress).run()
     return target
+
+
+def build_node(
+    versions: Versions = PINNED,
+    cache: Path | None = None,
+    force: bool = False,
+    progress: Progress = print,
+) -> NodeBinaries:
+    """Build what a real node runs unless the cache holds it (the control plane first)."""
+    control_plane = build(versions, cache, progress=progress)
+    node = node_binaries(versions, cache)
+    with _exclusive(control_plane.root / ".lock"):
+        if node.is_built() and not force:
+            progress(f"node binaries for Kubernetes {versions.kubernetes} are cached")
+            return node
+        progress(
+            f"building kubelet and kube-proxy {versions.kubernetes}, CoreDNS {versions.coredns}, "
+            f"crictl {versions.crictl} and pause into {node.bin_dir}"
+        )
+        Builder(control_plane, progress).run_node(node)
+    return node

@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from .build import Binaries
-from .pki import CONTROLLER_MANAGER, FRONT_PROXY_CLIENT, KWOK, SCHEDULER, Identity, Pki
+from .pki import (
+    CONTROLLER_MANAGER,
+    FRONT_PROXY_CLIENT,
+    KUBELET_CLIENT,
+    KWOK,
+    SCHEDULER,
+    Identity,
+    Pki,
+)
 
 HOST = "127.0.0.1"
 SERVICE_CIDR = "10.96.0.0/16"
@@ -110,7 +118,12 @@ def _apiserver(layout: Layout, ports: Ports) -> list[str]:
         # No --tls-cert-file: the API server makes a self-signed certificate in --cert-dir.
         f"--cert-dir={pki.serving_dir}",
         f"--client-ca-file={pki.client_ca_cert}",
-        "--authorization-mode=RBAC",
+        "--authorization-mode=Node,RBAC",
+        # How `kubectl exec` and `logs` reach a real node's kubelet.
+        f"--kubelet-client-certificate={pki.cert(KUBELET_CLIENT)}",
+        f"--kubelet-client-key={pki.key(KUBELET_CLIENT)}",
+        # The node's name resolves nowhere; its InternalIP does.
+        "--kubelet-preferred-address-types=InternalIP,Hostname",
         f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
         f"--service-account-key-file={pki.service_account_pub}",
         f"--service-account-signing-key-file={pki.service_account_key}",

@@ -87,6 +87,10 @@ def server(state_dir: Path) -> str | None:
 def down(state_dir: Path, progress: Progress = print) -> None:
     """Stop every component, newest first. Nothing to do when none runs."""
     layout = Layout(state_dir.resolve() / "cluster")
+    from . import node
+    from .build import node_binaries
+
+    node.down(layout, node_binaries(), progress)
     for name, proc in reversed(_processes(layout).items()):
         if proc.is_running():
             progress(f"stopping {name}")
@@ -98,8 +102,13 @@ def up(
     target: Binaries | None = None,
     progress: Progress = print,
     timeout: float = START_TIMEOUT_SECONDS,
+    nodes: str = "kwok",
 ) -> Cluster:
-    """Start the cluster (or find it running) and wait until it is usable."""
+    """Start the cluster (or find it running) and wait until it is usable.
+
+    `nodes` is "kwok" (fake nodes: fast, no container runs) or "real" (one node whose
+    kubelet runs pods on containerd; see `node`).
+    """
     state_dir = state_dir.resolve()
     target = target or binaries()
     if not target.is_built():
@@ -120,7 +129,7 @@ def up(
     ports = _pick_ports()
     layout.ports_file.write_text(json.dumps(asdict(ports), indent=2) + "\n")
     try:
-        _start_all(state_dir, layout, ports, target, procs, progress, timeout)
+        _start_all(state_dir, layout, ports, target, procs, progress, timeout, nodes)
     except BaseException:
         down(state_dir, progress)
         raise
@@ -137,6 +146,7 @@ def _start_all(
     procs: dict[str, DetachedProcess],
     progress: Progress,
     timeout: float,
+    nodes: str = "kwok",
 ) -> None:
     def start(name: str, extra_env: dict[str, str] | None = None) -> None:
         progress(f"starting {name} (log: {layout.log(name)})")
@@ -180,6 +190,9 @@ def _start_all(
 
     start("kube-controller-manager")
     start("kube-scheduler")
+    if nodes == "real":
+        _start_real_node(state_dir, layout, ports, procs, progress, timeout)
+        return
     for name in NODE_NAMES:
         status = admin.create("/api/v1/nodes", fake_node(name, target.versions.kubernetes))
         if status not in (201, 409):
@@ -205,6 +218,32 @@ def _start_all(
         lambda: _status(admin, "/api/v1/namespaces/default/serviceaccounts/default") == 200,
     )
     _link_clients(state_dir / "bin", target)
+
+
+def _start_real_node(
+    state_dir: Path,
+    layout: Layout,
+    ports: Ports,
+    procs: dict[str, DetachedProcess],
+    progress: Progress,
+    timeout: float,
+) -> None:
+    from . import node
+    from .build import node_binaries
+
+    target = node_binaries()
+    if not target.is_built():
+        raise NotBuiltError(
+            "the node binaries are not built; run `python -m heartbeat_localstack.cluster "
+            "build --nodes real` first"
+        )
+    for name, url in (
+        ("kube-controller-manager", f"https://{HOST}:{ports.controller_manager}/healthz"),
+        ("kube-scheduler", f"https://{HOST}:{ports.scheduler}/healthz"),
+    ):
+        _wait_for(name, "/healthz", lambda url=url: _https_ok(url), procs, layout, timeout)
+    _link_clients(state_dir / "bin", binaries())
+    node.up(layout, ports.apiserver, target, progress)
 
 
 def _wait_for(

@@ -41,7 +41,14 @@ CONTROLLER_MANAGER = Identity("controller-manager", "system:kube-controller-mana
 SCHEDULER = Identity("scheduler", "system:kube-scheduler")
 # kwok writes node and pod status, leases and events for every fake node.
 KWOK = Identity("kwok", "kwok", "system:masters")
-IDENTITIES = (ADMIN, CONTROLLER_MANAGER, SCHEDULER, KWOK)
+# A real node: its kubelet (the Node authorizer knows it by this name and group), its
+# kube-proxy (bound to system:node-proxier by default), and the API server towards kubelets.
+NODE = Identity("node", "system:node:heartbeat-node", "system:nodes")
+KUBE_PROXY = Identity("kube-proxy", "system:kube-proxy")
+KUBELET_CLIENT = Identity(
+    "apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters"
+)
+IDENTITIES = (ADMIN, CONTROLLER_MANAGER, SCHEDULER, KWOK, NODE, KUBE_PROXY, KUBELET_CLIENT)
 # The API server's identity towards aggregated API servers, under a CA of its own.
 FRONT_PROXY_CLIENT = Identity("front-proxy-client", "front-proxy-client")
 

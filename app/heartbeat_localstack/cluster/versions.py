@@ -22,6 +22,8 @@ class Versions:
     etcd: str = "3.6.16"
     kwok: str = "0.7.0"
     helm: str = "3.19.5"
+    coredns: str = "1.12.4"
+    crictl: str = "1.34.0"
 
     @property
     def kube_minor(self) -> str:
@@ -41,6 +43,10 @@ class Versions:
             "helm": self.helm,
         }
 
+    def node_dict(self) -> dict[str, str]:
+        """The versions a real node is built from (kubelet and kube-proxy: `kubernetes`)."""
+        return {"kubernetes": self.kubernetes, "coredns": self.coredns, "crictl": self.crictl}
+
 
 PINNED = Versions()
 
@@ -54,6 +60,11 @@ BINARIES = (
     "kwok",
     "helm",
 )
+
+
+#: What a real node adds: built from the same Kubernetes module, plus CoreDNS, crictl and
+#: the pause binary (compiled from Kubernetes' own pause.c).
+NODE_BINARIES = ("kubelet", "kube-proxy", "coredns", "crictl", "pause")
 
 
 def cache_root(environ: Mapping[str, str] | None = None) -> Path:

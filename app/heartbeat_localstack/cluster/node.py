@@ -1,0 +1,388 @@
+"""A real node beside the control plane: containerd (CRI), CNI bridge, kubelet, kube-proxy
+and CoreDNS. `up` returns once the node is Ready and CoreDNS answers; `down` stops it and
+removes its pods' containers, mounts, network namespaces, the bridge and the iptables chains,
+and puts back the sysctls it changed.
+
+The host facts this relies on: cgroup v1 with the cgroupfs driver, no systemd, no kernel
+modules to load (br_netfilter and overlay are built in), and root without CAP_SYS_RESOURCE.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+from heartbeat_localstack.docker import DockerCLI
+from heartbeat_localstack.exceptions import MissingToolError
+from heartbeat_localstack.ports import free_port
+from heartbeat_localstack.process import DetachedProcess, tail
+
+from . import pki
+from .build import NodeBinaries
+from .components import Layout
+from .exceptions import ClusterError, ComponentStartError
+from .node_config import (
+    BRIDGE,
+    CLUSTER_DNS,
+    CRI_NAMESPACE,
+    KUBELET_SYSCTLS,
+    NODE_COMPONENTS,
+    NODE_NAME,
+    PAUSE_IMAGE,
+    NodeLayout,
+    NodePorts,
+    chain_cleanup,
+    cni_config,
+    containerd_argv,
+    containerd_config,
+    coredns_manifests,
+    kube_proxy_config,
+    kubelet_argv,
+    kubelet_config,
+    mounts_under,
+    sysctl_path,
+)
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+START_TIMEOUT_SECONDS = 240.0
+#: Images the node's runtime gets from the Docker engine when it has them.
+PROJECT_IMAGES = ("heartbeat:dev",)
+
+_STARTED: dict[Path, dict[str, DetachedProcess]] = {}
+
+
+def node_layout(cluster: Layout, containerd_root: Path) -> NodeLayout:
+    return NodeLayout(cluster.state / "node", containerd_root)
+
+
+def _processes(layout: NodeLayout) -> dict[str, DetachedProcess]:
+    if layout.state not in _STARTED:
+        _STARTED[layout.state] = {
+            name: DetachedProcess(layout.pid(name), str(layout.state)) for name in NODE_COMPONENTS
+        }
+    return _STARTED[layout.state]
+
+
+def host_ip() -> str:
+    """The address of the host's default route: the node's InternalIP."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        # connect() on UDP sends nothing; it only picks the outgoing interface.
+        probe.connect(("198.51.100.1", 9))
+        return str(probe.getsockname()[0])
+
+
+def up(
+    cluster: Layout,
+    apiserver_port: int,
+    target: NodeBinaries,
+    progress: Progress = print,
+    timeout: float = START_TIMEOUT_SECONDS,
+) -> None:
+    """Start the node's components in order and wait until it is Ready with DNS."""
+    for tool in ("containerd", "iptables", "ip"):
+        if shutil.which(tool) is None:
+            raise MissingToolError(f"`{tool}` is needed for a real node (make docker installs it)")
+    if not Path("/usr/lib/cni/bridge").exists():
+        raise MissingToolError(
+            "the CNI plugins are missing: apt-get install containernetworking-plugins"
+        )
+    layout = node_layout(cluster, target.containerd_root)
+    down(cluster, target, progress)
+    layout.state.mkdir(parents=True, exist_ok=True)
+    layout.cni_conf_dir.mkdir(exist_ok=True)
+    layout.containerd_root.mkdir(parents=True, exist_ok=True)
+    ports = NodePorts(free_port(), free_port(), free_port(), free_port())
+    (layout.state / "ports.json").write_text(json.dumps(asdict(ports)) + "\n")
+    node_ip = host_ip()
+    procs = _processes(layout)
+
+    def start(name: str, argv: Sequence[str]) -> None:
+        progress(f"starting {name} (log: {layout.log(name)})")
+        procs[name].spawn(argv, layout.log(name), layout.state, env=dict(os.environ))
+
+    def wait(name: str, what: str, check: Callable[[], bool]) -> None:
+        _wait_for(name, what, check, procs, layout, timeout)
+
+    _set_sysctls(layout, progress)
+    layout.containerd_config.write_text(containerd_config(layout))
+    (layout.cni_conf_dir / "10-heartbeat.conflist").write_text(json.dumps(cni_config(), indent=2))
+    start("containerd", containerd_argv(layout))
+    wait("containerd", "its socket", lambda: _ctr(layout, ["version"]).returncode == 0)
+
+    _load_images(layout, target, progress)
+
+    node_kubeconfig = cluster.kubeconfig(pki.NODE)
+    proxy_kubeconfig = cluster.kubeconfig(pki.KUBE_PROXY)
+    admin_kubeconfig = cluster.kubeconfig(pki.ADMIN)
+    layout.kubelet_config.write_text(
+        kubelet_config(layout, ports, node_ip, cluster.pki.client_ca_cert)
+    )
+    layout.kube_proxy_config.write_text(kube_proxy_config(ports, proxy_kubeconfig))
+    start("kubelet", kubelet_argv(target.path("kubelet"), layout, node_kubeconfig, node_ip))
+    start(
+        "kube-proxy",
+        [str(target.path("kube-proxy")), f"--config={layout.kube_proxy_config}", "--v=1"],
+    )
+    kubectl = [str(target.kubectl), f"--kubeconfig={admin_kubeconfig}"]
+    wait("kubelet", f"node {NODE_NAME} Ready", lambda: _node_ready(kubectl))
+
+    progress("deploying CoreDNS on the node")
+    manifests = coredns_manifests(target.coredns_image, apiserver_port)
+    applied = subprocess.run(
+        [*kubectl, "apply", "-f", "-"],
+        input=json.dumps(manifests),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if applied.returncode != 0:
+        raise ClusterError(f"applying CoreDNS failed: {applied.stderr.strip()[-1000:]}")
+    wait("kubelet", "CoreDNS Available", lambda: _coredns_available(kubectl))
+    progress(f"node {NODE_NAME} ({node_ip}) runs pods; cluster DNS at {CLUSTER_DNS}")
+
+
+def down(cluster: Layout, target: NodeBinaries, progress: Progress = print) -> None:
+    """Stop the node and remove what it put on the host. Nothing to do when none ran."""
+    layout = node_layout(cluster, target.containerd_root)
+    if not layout.state.exists():
+        return
+    procs = _processes(layout)
+    for name in ("kube-proxy", "kubelet"):
+        if procs[name].is_running():
+            progress(f"stopping {name}")
+            procs[name].stop()
+    if procs["containerd"].is_running():
+        progress("removing the node's pods")
+        _remove_pods(layout, target)
+        progress("stopping containerd")
+        procs["containerd"].stop()
+    _kill_leftover_shims(layout)
+    if target.path("kube-proxy").exists() and shutil.which("iptables"):
+        subprocess.run(
+            [str(target.path("kube-proxy")), "--cleanup"],
+            capture_output=True,
+            check=False,
+        )
+    _remove_chains()
+    subprocess.run(["ip", "link", "delete", BRIDGE], capture_output=True, check=False)
+    _unmount(layout)
+    _remove_cgroups()
+    _restore_sysctls(layout, progress)
+
+
+# -- images -------------------------------------------------------------------------------
+
+
+def _load_images(layout: NodeLayout, target: NodeBinaries, progress: Progress) -> None:
+    docker = DockerCLI()
+    wanted = {PAUSE_IMAGE: target.path("pause"), target.coredns_image: target.path("coredns")}
+    for image, binary in wanted.items():
+        if docker.image_id(image) is None:
+            progress(f"making {image} from {binary}")
+            with _one_binary_root(layout, binary) as root:
+                docker.import_rootfs(root, image, [f'ENTRYPOINT ["/{binary.name}"]'])
+    present = [image for image in (*wanted, *PROJECT_IMAGES) if docker.image_id(image)]
+    started = time.monotonic()
+    progress(f"copying {', '.join(present)} from the Docker engine into the node's containerd")
+    docker.save_into(present, _ctr_argv(layout, ["images", "import", "--no-unpack", "-"]))
+    progress(f"images copied in {time.monotonic() - started:.0f} s")
+
+
+@contextlib.contextmanager
+def _one_binary_root(layout: NodeLayout, binary: Path):  # type: ignore[no-untyped-def]
+    root = layout.state / f"rootfs-{binary.name}"
+    shutil.rmtree(root, ignore_errors=True)
+    (root / "etc").mkdir(parents=True)
+    shutil.copy2(binary, root / binary.name)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# -- containerd -----------------------------------------------------------------------------
+
+
+def _ctr_argv(layout: NodeLayout, args: Sequence[str]) -> list[str]:
+    return ["ctr", f"--address={layout.socket}", f"--namespace={CRI_NAMESPACE}", *args]
+
+
+def _ctr(layout: NodeLayout, args: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        _ctr_argv(layout, args), capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def _remove_pods(layout: NodeLayout, target: NodeBinaries) -> None:
+    """Stop and remove every pod sandbox through CRI, so CNI tears each network down."""
+    crictl = [str(target.path("crictl")), f"--runtime-endpoint=unix://{layout.socket}"]
+    listed = subprocess.run(
+        [*crictl, "pods", "-q"], capture_output=True, text=True, timeout=60, check=False
+    )
+    for pod in listed.stdout.split():
+        subprocess.run([*crictl, "stopp", pod], capture_output=True, timeout=120, check=False)
+        subprocess.run([*crictl, "rmp", "-f", pod], capture_output=True, timeout=120, check=False)
+
+
+def _kill_leftover_shims(layout: NodeLayout) -> None:
+    """containerd-shim processes of this containerd outlive it; end them (and their tasks)."""
+    marker = str(layout.socket)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "containerd-shim" in cmdline and marker in cmdline:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(entry.name), 9)
+
+
+# -- host state -----------------------------------------------------------------------------
+
+
+def _set_sysctls(layout: NodeLayout, progress: Progress) -> None:
+    before = {name: sysctl_path(name).read_text().strip() for name in KUBELET_SYSCTLS}
+    if not layout.sysctls_file.exists():
+        layout.sysctls_file.write_text(json.dumps(before, indent=2) + "\n")
+    changed = {name: value for name, value in KUBELET_SYSCTLS.items() if before[name] != value}
+    for name, value in changed.items():
+        sysctl_path(name).write_text(value)
+    if changed:
+        progress(
+            "set for the kubelet (put back on cluster-down): "
+            + ", ".join(f"{name}={value} (was {before[name]})" for name, value in changed.items())
+        )
+
+
+def _restore_sysctls(layout: NodeLayout, progress: Progress) -> None:
+    try:
+        before = json.loads(layout.sysctls_file.read_text())
+    except (OSError, ValueError):
+        return
+    for name, value in before.items():
+        if sysctl_path(name).read_text().strip() != value:
+            sysctl_path(name).write_text(value)
+            progress(f"put back {name}={value}")
+    layout.sysctls_file.unlink()
+
+
+def _remove_chains() -> None:
+    for binary in ("iptables", "ip6tables"):
+        if shutil.which(binary) is None:
+            continue
+        saved = subprocess.run(
+            [f"{binary}-save"], capture_output=True, text=True, check=False
+        ).stdout
+        for args in chain_cleanup(saved):
+            subprocess.run([binary, "-w", *args], capture_output=True, check=False)
+
+
+def _unmount(layout: NodeLayout) -> None:
+    roots = (layout.state, layout.containerd_root, Path("/run/netns"), Path("/var/run/netns"))
+    mountinfo = Path("/proc/self/mountinfo").read_text()
+    points = [
+        p
+        for p in mounts_under(mountinfo, roots)
+        if not p.startswith(("/run/netns", "/var/run/netns")) or "/cni-" in p
+    ]
+    for point in points:
+        subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+    for folder in (Path("/run/netns"), Path("/var/run/netns")):
+        for netns in folder.glob("cni-*") if folder.exists() else ():
+            with contextlib.suppress(OSError):
+                netns.unlink()
+
+
+def _remove_cgroups() -> None:
+    """The kubelet's kubepods hierarchy in every cgroup v1 controller, deepest first."""
+    root = Path("/sys/fs/cgroup")
+    for controller in root.iterdir() if root.exists() else ():
+        top = controller / "kubepods"
+        if not top.is_dir():
+            continue
+        folders = sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
+        for folder in [*folders, top]:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+# -- waiting ---------------------------------------------------------------------------------
+
+
+def _node_ready(kubectl: list[str]) -> bool:
+    result = subprocess.run(
+        [
+            *kubectl,
+            "get",
+            "node",
+            NODE_NAME,
+            "-o",
+            "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    return result.stdout.strip() == "True"
+
+
+def _coredns_available(kubectl: list[str]) -> bool:
+    result = subprocess.run(
+        [
+            *kubectl,
+            "-n",
+            "kube-system",
+            "get",
+            "deployment",
+            "coredns",
+            "-o",
+            "jsonpath={.status.availableReplicas}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    return result.stdout.strip() == "1"
+
+
+def _wait_for(
+    name: str,
+    what: str,
+    check: Callable[[], bool],
+    procs: dict[str, DetachedProcess],
+    layout: NodeLayout,
+    timeout: float,
+) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        for other, proc in procs.items():
+            if proc.pid_file.exists() and not proc.is_running():
+                raise ComponentStartError(
+                    other, "the process exited", layout.log(other), tail(layout.log(other))
+                )
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+            if check():
+                return
+        if time.monotonic() > deadline:
+            raise ComponentStartError(
+                name,
+                f"{what} not reached within {timeout:.0f} s",
+                layout.log(name),
+                tail(layout.log(name)),
+            )
+        time.sleep(1.0)
