@@ -10,6 +10,8 @@ PRODUCER_METRICS_PORT ?= 8001
 CONSUMER_METRICS_PORT ?= 8002
 PYTEST_ARGS ?=
 IMAGE ?= heartbeat:dev
+# kwok: fake nodes (fast, nothing runs); real: one node whose kubelet runs pods on containerd.
+NODES ?= kwok
 # What `make test` runs a second time with HEARTBEAT_TEST_SERVICES=containers (testcontainers).
 CONTAINER_TESTS ?= tests/containers tests/integration/test_pipeline.py \
 	tests/integration/test_kafka_outage.py tests/integration/test_localstack.py \
@@ -67,11 +69,11 @@ images: docker ## Every image: the bases, Kafka and PostgreSQL for the tests, an
 
 .PHONY: cluster-build
 cluster-build: install ## Build the local Kubernetes control plane, helm and kubectl once (cached in ~/.cache/heartbeat)
-	$(PY) -m heartbeat_localstack.cluster build
+	$(PY) -m heartbeat_localstack.cluster build --nodes $(NODES)
 
 .PHONY: cluster
 cluster: cluster-build ## Start a local Kubernetes control plane (kwok nodes); kubeconfig in .stack/kubeconfig
-	$(PY) -m heartbeat_localstack.cluster up --dir $(STACK_DIR)
+	$(PY) -m heartbeat_localstack.cluster up --dir $(STACK_DIR) --nodes $(NODES)
 
 .PHONY: cluster-down
 cluster-down: ## Stop the local Kubernetes control plane
