@@ -22,12 +22,17 @@ import shutil
 import subprocess
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._scram import (
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
+)
 
 from heartbeat_localstack.exceptions import MissingToolError, ServiceStartError
 from heartbeat_localstack.maven import KAFKA_VERSION, kafka_libs
@@ -109,6 +114,55 @@ def server_properties(
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
 
+@dataclass(frozen=True)
+class KafkaSecurity:
+    """Listeners beside PLAINTEXT: SASL_SSL with SCRAM-SHA-512, and SSL with client certificates.
+
+    `tls_dir` is a `heartbeat_localstack.tls.Authority` folder (its server.pem and ca.crt);
+    the SCRAM user is created through the broker's admin API once it answers.
+    """
+
+    tls_dir: Path
+    scram_username: str
+    scram_password: str = field(repr=False)
+
+
+def security_properties(
+    security: KafkaSecurity, sasl_ssl_port: int, ssl_port: int
+) -> dict[str, str]:
+    """The broker settings that add the two secured listeners (merged over the plain ones)."""
+    keystore = security.tls_dir / "server.pem"
+    truststore = security.tls_dir / "ca.crt"
+    return {
+        "listeners": f"SASL_SSL://{HOST}:{sasl_ssl_port},SSL://{HOST}:{ssl_port}",
+        "advertised.listeners": f"SASL_SSL://{HOST}:{sasl_ssl_port},SSL://{HOST}:{ssl_port}",
+        "listener.security.protocol.map": "SASL_SSL:SASL_SSL,SSL:SSL",
+        "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+        "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        ),
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": str(keystore),
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": str(truststore),
+        "listener.name.sasl_ssl.ssl.client.auth": "none",
+        "listener.name.ssl.ssl.client.auth": "required",
+    }
+
+
+def merge_listeners(plain: str, extra: dict[str, str]) -> str:
+    """`plain` properties with the listener lists extended and the other `extra` keys added."""
+    lines = []
+    listed = ("listeners", "advertised.listeners", "listener.security.protocol.map")
+    for line in plain.splitlines():
+        key, _, value = line.partition("=")
+        if key in listed:
+            value = f"{value},{extra[key]}"
+        lines.append(f"{key}={value}")
+    lines += [f"{key}={value}" for key, value in extra.items() if key not in listed]
+    return "".join(f"{line}\n" for line in lines)
+
+
 def log4j2_properties(log_file: Path) -> str:
     """Broker logs to `log_file`, rolled at 10 MB, three files kept."""
     return f"""\
@@ -150,8 +204,12 @@ class KafkaBroker:
         heap: str = "512m",
         ready_timeout: float = 60.0,
         seat: Seat | None = None,
+        security: KafkaSecurity | None = None,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
+        self.security = security
+        self.sasl_ssl_port: int | None = None
+        self.ssl_port: int | None = None
         self.version = version
         self.heap = heap
         self.ready_timeout = ready_timeout
@@ -187,6 +245,18 @@ class KafkaBroker:
         if self.port is None:
             raise RuntimeError("the broker has no address before start()")
         return f"{HOST}:{self.port}"
+
+    @property
+    def sasl_ssl_bootstrap_servers(self) -> str:
+        if self.sasl_ssl_port is None:
+            raise RuntimeError("the broker has no SASL_SSL listener")
+        return f"{HOST}:{self.sasl_ssl_port}"
+
+    @property
+    def ssl_bootstrap_servers(self) -> str:
+        if self.ssl_port is None:
+            raise RuntimeError("the broker has no SSL listener")
+        return f"{HOST}:{self.ssl_port}"
 
     def is_running(self) -> bool:
         return self._process.is_running()
@@ -242,6 +312,8 @@ class KafkaBroker:
                 except KafkaException:
                     pass
                 else:
+                    if self.security is not None:
+                        self._create_scram_user(admin)
                     logger.info(
                         "Kafka %s answers at %s after %.1f s",
                         self.version,
@@ -253,6 +325,19 @@ class KafkaBroker:
                 self.stop(timeout=10)
                 raise self._start_error(f"no answer within {self.ready_timeout:.0f} s")
             time.sleep(0.25)
+
+    def _create_scram_user(self, admin: AdminClient) -> None:
+        """Create (or reset) the SCRAM-SHA-512 user through the broker's admin API."""
+        assert self.security is not None
+        credential = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096)
+        upsert = UserScramCredentialUpsertion(
+            self.security.scram_username, credential, self.security.scram_password.encode()
+        )
+        for future in admin.alter_user_scram_credentials([upsert]).values():
+            try:
+                future.result(timeout=30)
+            except KafkaException as error:
+                raise self._start_error(f"creating the SCRAM user failed: {error}") from None
 
     def _start_error(self, reason: str) -> ServiceStartError:
         log_tail = tail(self.log_path)
@@ -279,6 +364,12 @@ class KafkaBroker:
                 self.controller_port = free_port()
             self.cluster_id = self.cluster_id or new_cluster_id()
             properties = server_properties(self.port, self.controller_port, self.data_dir)
+            if self.security is not None:
+                taken = {self.port, self.controller_port}  # both set just above
+                self.sasl_ssl_port = _pick_other(self.sasl_ssl_port, taken)
+                self.ssl_port = _pick_other(self.ssl_port, taken | {self.sasl_ssl_port})
+                extra = security_properties(self.security, self.sasl_ssl_port, self.ssl_port)
+                properties = merge_listeners(properties, extra)
         else:  # the other voters know this node by its ports: they never change
             seat = self.seat
             properties = server_properties(
@@ -334,6 +425,8 @@ class KafkaBroker:
             return
         self.port = self.port or _int(saved.get("port"))
         self.controller_port = self.controller_port or _int(saved.get("controller_port"))
+        self.sasl_ssl_port = self.sasl_ssl_port or _int(saved.get("sasl_ssl_port"))
+        self.ssl_port = self.ssl_port or _int(saved.get("ssl_port"))
         cluster_id = saved.get("cluster_id")
         self.cluster_id = self.cluster_id or (cluster_id if isinstance(cluster_id, str) else None)
 
@@ -343,8 +436,17 @@ class KafkaBroker:
             "port": self.port,
             "controller_port": self.controller_port,
             "cluster_id": self.cluster_id,
+            "sasl_ssl_port": self.sasl_ssl_port,
+            "ssl_port": self.ssl_port,
         }
         self._saved_path.write_text(json.dumps(saved, indent=2) + "\n")
+
+
+def _pick_other(port: int | None, taken: set[int]) -> int:
+    chosen = reuse_or_pick(port)
+    while chosen in taken:
+        chosen = free_port()
+    return chosen
 
 
 def _int(value: object) -> int | None:
