@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 failure at run time (e.g. undelivered messages),
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
@@ -15,7 +16,13 @@ from datetime import timedelta
 from typing import Any
 
 from heartbeat import __version__, logs
-from heartbeat.errors import FatalError, HeartbeatError, SettingsError, TransientError
+from heartbeat.errors import (
+    FatalError,
+    HeartbeatError,
+    SettingsError,
+    TransientError,
+    UsageError,
+)
 from heartbeat.settings import Settings, documented_fields, load_settings
 
 logger = logging.getLogger("heartbeat")
@@ -48,7 +55,16 @@ def _parser() -> argparse.ArgumentParser:
 
     migrate = sub.add_parser("migrate", help="apply, list or roll back database migrations")
     migrate.add_argument("action", nargs="?", choices=["up", "status", "rollback"], default="up")
-    migrate.add_argument("--steps", type=int, default=1, help="with rollback: how many to undo")
+    migrate.add_argument(
+        "--steps", type=int, default=1, help="with rollback: how many to undo (default: 1)"
+    )
+    migrate.add_argument(
+        "--yes", action="store_true", help="with rollback: do not ask for confirmation"
+    )
+    migrate.add_argument(
+        "--dry-run", action="store_true", help="with rollback: list what would be undone"
+    )
+    migrate.add_argument("--json", action="store_true", help="with status: print JSON")
 
     stats = sub.add_parser("stats", help="row and anomaly counts, per-customer statistics")
     stats.add_argument(
@@ -143,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         return commands[args.command](settings, args)
-    except SettingsError as exc:
+    except (SettingsError, UsageError) as exc:
         logger.error("%s", exc)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -243,20 +259,45 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 def _run_migrations(migrator: Any, args: argparse.Namespace) -> int:
     if args.action == "status":
-        for m in migrator.status():
+        rows = migrator.status()
+        if args.json:
+            print(
+                json.dumps(
+                    [{"id": m.id, "applied": m.applied, "reversible": m.reversible} for m in rows]
+                )
+            )
+            return EXIT_OK
+        for m in rows:
             down = "" if m.reversible else "  (no rollback step)"
             print(f"{'applied' if m.applied else 'pending'}  {m.id}{down}")
         return EXIT_OK
     if args.action == "rollback":
-        if args.steps < 1:
-            print("heartbeat: --steps must be at least 1", file=sys.stderr)
-            return EXIT_USAGE
+        planned = migrator.plan_rollback(args.steps)
+        print("would roll back (newest first):" if args.dry_run else "to roll back (newest first):")
+        for migration_id in planned:
+            print(f"  {migration_id}")
+        if args.dry_run:
+            return EXIT_OK
+        if not args.yes and not _confirm("roll back these migrations? their data is lost [y/N] "):
+            print("nothing rolled back", file=sys.stderr)
+            return EXIT_FAILED
         undone = migrator.rollback(args.steps)
-        print("rolled back: " + (", ".join(undone) or "nothing"))
+        print("rolled back: " + ", ".join(undone))
         return EXIT_OK
     applied = migrator.apply()
     print("applied: " + (", ".join(applied) or "nothing, the schema is up to date"))
     return EXIT_OK
+
+
+def _confirm(question: str) -> bool:
+    """Ask on a terminal; without one (a script, a pipe) the answer is no: pass --yes."""
+    if not sys.stdin.isatty():
+        print("heartbeat: not a terminal, so not asking: pass --yes to go ahead", file=sys.stderr)
+        return False
+    try:
+        return input(question).strip().lower() in {"y", "yes"}
+    except EOFError:
+        return False
 
 
 def _stats(settings: Settings, args: argparse.Namespace) -> int:

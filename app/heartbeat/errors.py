@@ -23,6 +23,10 @@ class SettingsError(HeartbeatError):
     """One or more settings are invalid; the message names each bad field."""
 
 
+class UsageError(HeartbeatError):
+    """A command-line option asks for something impossible; the message names the option."""
+
+
 class TransientError(HeartbeatError):
     """A dependency failed in a way that retrying later can fix."""
 

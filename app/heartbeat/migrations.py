@@ -13,11 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from yoyo import read_migrations
-from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
-from yoyo.connections import parse_uri
 
 from heartbeat import store
-from heartbeat.errors import FatalError
+from heartbeat.errors import FatalError, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -37,29 +35,18 @@ class MigrationStatus:
     reversible: bool
 
 
-class _Backend(PostgresqlPsycopgBackend):  # type: ignore[misc]
-    """yoyo's psycopg 3 backend, connecting through the project's own conninfo rules."""
-
-    conninfo = ""
-    connect_timeout = 5.0
-
-    def connect(self, dburi: Any) -> Any:
-        return store.connect(self.conninfo, autocommit=True, connect_timeout=self.connect_timeout)
-
-
 class Migrator:
+    """Applies, lists and rolls back the migrations through yoyo's public backend API."""
+
     def __init__(
         self, conninfo: str, directory: Path | None = None, connect_timeout: float = 5.0
     ) -> None:
         self.directory = directory or default_dir()
         if not self.directory.is_dir():
             raise FatalError(f"migrations folder {self.directory} does not exist (MIGRATIONS_DIR)")
-        backend_class = type(
-            "Backend", (_Backend,), {"conninfo": conninfo, "connect_timeout": connect_timeout}
-        )
-        self._backend = backend_class(parse_uri("postgresql+psycopg:///"), "_yoyo_migration")
-        self._backend.init_database()
         self._migrations = read_migrations(str(self.directory))
+        self._backend = store.migration_backend(conninfo, connect_timeout=connect_timeout)
+        self._backend.init_database()
 
     def close(self) -> None:
         self._backend.connection.close()
@@ -85,20 +72,34 @@ class Migrator:
             logger.info("applied migration %s", migration.id)
         return [m.id for m in pending]
 
+    def plan_rollback(self, steps: int) -> list[str]:
+        """The last ``steps`` applied migration ids, newest first, that a rollback undoes."""
+        applied = self._backend.to_rollback(self._migrations)
+        return [m.id for m in choose_rollback(list(applied), steps)]
+
     def rollback(self, steps: int) -> list[str]:
         """Roll back the last ``steps`` applied migrations, newest first."""
-        if steps < 1:
-            raise ValueError("steps must be at least 1")
         with self._backend.lock():
-            applied = self._backend.to_rollback(self._migrations)
-            chosen = applied[:steps]
-            for migration in chosen:
-                if not _has_down(migration):
-                    raise FatalError(f"migration {migration.id} has no rollback step")
+            chosen = choose_rollback(list(self._backend.to_rollback(self._migrations)), steps)
             self._backend.rollback_migrations(chosen)
         for migration in chosen:
             logger.info("rolled back migration %s", migration.id)
         return [m.id for m in chosen]
+
+
+def choose_rollback(applied: list[Any], steps: int) -> list[Any]:
+    """The newest ``steps`` of ``applied`` (newest first), refusing what cannot be undone."""
+    if steps < 1:
+        raise UsageError("--steps must be at least 1")
+    if steps > len(applied):
+        raise UsageError(
+            f"--steps {steps} is more than the {len(applied)} applied migration(s); nothing done"
+        )
+    chosen = applied[:steps]
+    for migration in chosen:
+        if not _has_down(migration):
+            raise FatalError(f"migration {migration.id} has no rollback step; nothing done")
+    return chosen
 
 
 def _has_down(migration: Any) -> bool:

@@ -168,6 +168,24 @@ def connect(
         raise DatabaseUnavailable(_describe(exc)) from exc
 
 
+def migration_backend(conninfo: str, *, connect_timeout: float = 5.0) -> Any:
+    """yoyo's PostgreSQL (psycopg 3) backend for ``conninfo``; libpq's PG* variables fill the gaps.
+
+    Every conninfo parameter travels as a query argument of yoyo's URI, which yoyo
+    hands to ``psycopg.connect`` unchanged (so socket folders and several hosts work).
+    """
+    from urllib.parse import urlencode
+
+    from yoyo import get_backend
+
+    params = {key: str(value) for key, value in conninfo_to_dict(conninfo).items()}
+    params.setdefault("connect_timeout", str(max(1, round(connect_timeout))))
+    try:
+        return get_backend(f"postgresql+psycopg:///?{urlencode(params)}")
+    except _TRANSIENT as exc:
+        raise DatabaseUnavailable(_describe(exc)) from exc
+
+
 def check_conninfo(conninfo: str) -> None:
     """Raise ``SettingsError`` naming DATABASE_URL if it is not a libpq conninfo or URI."""
     try:

@@ -57,7 +57,7 @@ def test_migrate_applies_lists_and_rolls_back_the_last_steps(empty_database, cap
     assert main(["migrate"]) == 0
     assert "up to date" in capsys.readouterr().out
 
-    assert main(["migrate", "rollback", "--steps", "2"]) == 0
+    assert main(["migrate", "rollback", "--steps", "2", "--yes"]) == 0
     assert tables(empty_database) == {"heartbeats"}
     capsys.readouterr()
     assert main(["migrate", "status"]) == 0
@@ -66,7 +66,7 @@ def test_migrate_applies_lists_and_rolls_back_the_last_steps(empty_database, cap
         "pending  0002.consumer-offsets",
         "pending  0003.dead-letters",
     ]
-    assert main(["migrate", "rollback", "--steps", "5"]) == 0
+    assert main(["migrate", "rollback", "--steps", "1", "--yes"]) == 0
     assert tables(empty_database) == set()
     assert main(["migrate"]) == 0
     assert tables(empty_database) == everything
