@@ -61,9 +61,26 @@ def hba_conf(password_required: bool) -> str:
     )
 
 
-def server_conf(port: int, socket_dir: Path) -> str:
-    """The address settings, rewritten at every start."""
-    return f"listen_addresses = '{HOST}'\nport = {port}\nunix_socket_directories = '{socket_dir}'\n"
+def tls_hba_conf(cert_user: str) -> str:
+    """TCP only over TLS: `cert_user` by client certificate (CN), everyone else by password."""
+    return (
+        "# TYPE    DATABASE  USER  ADDRESS       METHOD\n"
+        "local     all       all                 trust\n"
+        f"hostssl   all       {cert_user}  127.0.0.1/32  cert\n"
+        "hostssl   all       all   127.0.0.1/32  scram-sha-256\n"
+        "hostnossl all       all   127.0.0.1/32  reject\n"
+    )
+
+
+def server_conf(port: int, socket_dir: Path, *, tls: bool = False) -> str:
+    """The address settings (and TLS files in the data dir), rewritten at every start."""
+    text = f"listen_addresses = '{HOST}'\nport = {port}\nunix_socket_directories = '{socket_dir}'\n"
+    if tls:
+        text += (
+            "ssl = on\nssl_cert_file = 'tls-server.crt'\nssl_key_file = 'tls-server.key'\n"
+            "ssl_ca_file = 'tls-ca.crt'\nssl_min_protocol_version = 'TLSv1.2'\n"
+        )
+    return text
 
 
 class PostgresServer:
@@ -77,12 +94,19 @@ class PostgresServer:
         database: str = "heartbeat",
         password: str | None = None,
         ready_timeout: float = 60.0,
+        tls_dir: Path | None = None,
+        cert_user: str = "heartbeat_cert",
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.user = user
         self.database = database
         self.password = password
         self.ready_timeout = ready_timeout
+        # A `heartbeat_localstack.tls.Authority` folder: TLS on, hostssl rules only.
+        self.tls_dir = Path(tls_dir).resolve() if tls_dir is not None else None
+        self.cert_user = cert_user
+        if self.tls_dir is not None and not password:
+            raise ValueError("a PostgreSQL server with TLS needs a password for its password rule")
         self.host = HOST
         self._bindir: Path | None = None
         self.port: int | None = self._running_port()
@@ -145,8 +169,18 @@ class PostgresServer:
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb()
         self.port = reuse_or_pick(self.port or self._saved_port())
+        tls = self.tls_dir is not None
+        if self.tls_dir is not None:
+            for source, target in (
+                ("server.crt", "tls-server.crt"),
+                ("server.key", "tls-server.key"),
+                ("ca.crt", "tls-ca.crt"),
+            ):
+                self._write_owned(self.data_dir / target, (self.tls_dir / source).read_text())
+            self._write_owned(self.data_dir / "pg_hba.conf", tls_hba_conf(self.cert_user))
         self._write_owned(
-            self.data_dir / "heartbeat_localstack.conf", server_conf(self.port, self.socket_dir)
+            self.data_dir / "heartbeat_localstack.conf",
+            server_conf(self.port, self.socket_dir, tls=tls),
         )
         self._saved_path.write_text(json.dumps({"port": self.port}) + "\n")
         timeout = str(int(self.ready_timeout))
@@ -315,11 +349,29 @@ class PostgresServer:
         )
         if exists.returncode != 0:
             raise self._start_error("it does not answer queries", exists.stderr)
-        if exists.stdout.strip() == "1":
-            return
-        created = self._run([self._tool("createdb"), *socket, self.database], as_server=False)
-        if created.returncode != 0:
-            raise self._start_error("createdb failed", created.stderr)
+        if exists.stdout.strip() != "1":
+            created = self._run([self._tool("createdb"), *socket, self.database], as_server=False)
+            if created.returncode != 0:
+                raise self._start_error("createdb failed", created.stderr)
+        if self.tls_dir is not None:
+            self._create_cert_user(socket)
+
+    def _create_cert_user(self, socket: list[str]) -> None:
+        """The role that logs in by client certificate, owner of a database of its own name."""
+        psql = [self._tool("psql"), *socket, "--no-psqlrc", "--set", "ON_ERROR_STOP=1"]
+        script = (
+            "SELECT format('CREATE ROLE %I LOGIN', :'name') "
+            "WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'name') \\gexec\n"
+            "SELECT format('CREATE DATABASE %I OWNER %I', :'name', :'name') "
+            "WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'name') \\gexec\n"
+        )
+        result = self._run(
+            [*psql, "--dbname", "postgres", "--set", f"name={self.cert_user}"],
+            as_server=False,
+            stdin=script,
+        )
+        if result.returncode != 0:
+            raise self._start_error("creating the certificate user failed", result.stderr)
 
     def _running_port(self) -> int | None:
         try:
