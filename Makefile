@@ -35,8 +35,8 @@ system-deps: ## Install the OS packages the local stack needs (Java, Maven, Post
 	./.ci/system-deps
 
 .PHONY: stack
-stack: install system-deps ## Start local Kafka (KRaft) and PostgreSQL in the background; settings in .stack/env
-	$(PY) -m heartbeat_localstack up --dir $(STACK_DIR)
+stack: install system-deps ## Start local Kafka (KRaft) and PostgreSQL in the background; settings in .stack/env (SECURE=1: SASL_SSL, mutual TLS, verify-full)
+	$(PY) -m heartbeat_localstack up --dir $(STACK_DIR) $(if $(SECURE),--secure)
 
 .PHONY: stack-down
 stack-down: ## Stop the local Kafka and PostgreSQL

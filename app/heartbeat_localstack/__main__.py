@@ -35,18 +35,29 @@ def _parser() -> argparse.ArgumentParser:
             command.add_argument(
                 "--kafka-version", default=KAFKA_VERSION, help=f"default: {KAFKA_VERSION}"
             )
+            command.add_argument(
+                "--secure",
+                action="store_true",
+                help="add SASL_SSL (SCRAM-SHA-512) and mutual-TLS listeners to Kafka and TLS to "
+                "PostgreSQL, under a throw-away CA in <dir>/tls",
+            )
     return parser
 
 
 def _command(args: argparse.Namespace) -> int:
     if args.command == "up":
-        stack = Stack(args.dir, kafka_version=args.kafka_version)
+        stack = Stack(args.dir, kafka_version=args.kafka_version, secure=args.secure)
         stack.up()
         print(
             f"Kafka at {stack.kafka.bootstrap_servers}, PostgreSQL at "
             f"{stack.postgres.host}:{stack.postgres.port}."
         )
         print(f"Settings in {stack.env_path}; in a shell: set -a; . {stack.env_path}; set +a")
+        if stack.secure:
+            print(
+                f"Kafka SASL_SSL and PostgreSQL verify-full in {stack.env_path}; mutual TLS in "
+                f"{stack.mtls_env_path}."
+            )
     elif args.command == "down":
         Stack(args.dir).down()
     else:
