@@ -85,6 +85,9 @@ COPY --from=build /opt/venv /opt/venv
 WORKDIR /tmp
 # Numeric, so that Kubernetes can check runAsNonRoot without reading /etc/passwd.
 USER ${UID}:${UID}
+# One process per container: every command serves its metrics on 8000 (the chart's
+# config.metricsPort), not the per-command defaults that let them share one machine.
+ENV METRICS_PORT=8000
 EXPOSE 8000
 ENTRYPOINT ["heartbeat"]
 CMD ["--help"]

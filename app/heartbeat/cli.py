@@ -190,8 +190,12 @@ def _serve(
 
     registry = new_registry()
     health = Health(checks, settings.liveness_timeout_seconds)
+    # Bound before anything connects, so that a busy port fails at once.
+    server = MetricsServer(
+        settings.metrics_host, settings.metrics_port_for(component), registry, health
+    )
     app = build(registry, health)
-    server = MetricsServer(settings.metrics_host, settings.metrics_port, registry, health).start()
+    server.start()
     deadline = ShutdownDeadline(settings.shutdown_timeout_seconds)
 
     def stop(*_: object) -> None:

@@ -7,8 +7,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 import threading
 import time
 from http import HTTPStatus
@@ -16,6 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
+
+from heartbeat.errors import FatalError
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +118,10 @@ class MetricsServer:
     """Serves the endpoints from a daemon thread; ``port`` 0 picks a free port."""
 
     def __init__(self, host: str, port: int, registry: CollectorRegistry, health: Health) -> None:
-        self._server = _Server((host, port), registry, health)
+        try:
+            self._server = _Server((host, port), registry, health)
+        except OSError as exc:
+            raise FatalError(bind_failure(host, port, exc.errno)) from None
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="metrics", daemon=True
         )
@@ -131,3 +138,15 @@ class MetricsServer:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def bind_failure(host: str, port: int, error: int | None) -> str:
+    """One line saying why the metrics server cannot listen on ``host:port``, naming the setting."""
+    if error == errno.EADDRINUSE:
+        return (
+            f"METRICS_PORT {port} is already in use on {host}: stop what holds it, set "
+            "METRICS_PORT (or --metrics-port) to a free port, or 0 to pick one"
+        )
+    if error == errno.EACCES:
+        return f"METRICS_PORT {port}: not allowed to listen on it (ports below 1024 need root)"
+    return f"METRICS_HOST {host!r}: cannot listen there ({os.strerror(error or 0)})"

@@ -20,6 +20,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from heartbeat.errors import SettingsError
 
+DEFAULT_METRICS_PORTS = {"producer": 8001, "consumer": 8002, "operator": 8003}
+"""Each long-running command's metrics port when METRICS_PORT is empty."""
+
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
@@ -109,8 +112,7 @@ class Settings(BaseSettings):
         30.0,
         gt=0,
         le=3600,
-        description="Longest one PostgreSQL statement may run before it is cancelled and "
-        "retried.",
+        description="Longest one PostgreSQL statement may run before it is cancelled and retried.",
     )
     database_lock_timeout_seconds: float = Field(
         10.0,
@@ -201,8 +203,12 @@ class Settings(BaseSettings):
     metrics_host: str = Field(
         "0.0.0.0", description="Address the /metrics, /healthz and /readyz server binds."
     )
-    metrics_port: int = Field(
-        8000, ge=0, le=65535, description="Port of that server; 0 picks a free one."
+    metrics_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Port of that server; empty is 8001 for `produce`, 8002 for `consume`, "
+        "8003 for `operator`; 0 picks a free one (logged).",
     )
     liveness_timeout_seconds: float = Field(
         120.0, gt=0, description="/healthz fails when the main loop has not turned for this long."
@@ -233,6 +239,13 @@ class Settings(BaseSettings):
         if self.kafka_security_protocol.startswith("SASL_") and not self.kafka_sasl_mechanism:
             raise ValueError("KAFKA_SASL_MECHANISM is required with a SASL_* protocol")
         return self
+
+    def metrics_port_for(self, component: str) -> int:
+        """METRICS_PORT, or ``component``'s own default so that each command can run beside
+        the others on one machine."""
+        if self.metrics_port is not None:
+            return self.metrics_port
+        return DEFAULT_METRICS_PORTS[component]
 
     @classmethod
     def env_name(cls, field: str) -> str:

@@ -85,7 +85,8 @@ def run(settings: Settings, namespaces: Sequence[str] | None = None) -> int:
         kube, generator_config(settings, config), metrics, config.namespace_list
     )
     runtime = Runtime(kube, reconciler, health, config.resync_interval_seconds)
-    server = MetricsServer(settings.metrics_host, settings.metrics_port, registry, health).start()
+    port = settings.metrics_port_for("operator")
+    server = MetricsServer(settings.metrics_host, port, registry, health).start()
     scope = ", ".join(config.namespace_list) or "all namespaces"
     logger.info("heartbeat operator %s starting; serving %s", __version__, scope)
     if settings.log_level != "DEBUG":
