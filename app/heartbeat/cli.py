@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -23,7 +24,15 @@ from heartbeat.errors import (
     TransientError,
     UsageError,
 )
-from heartbeat.settings import Settings, documented_fields, load_settings
+from heartbeat.settings import (
+    Settings,
+    documented_fields,
+    libpq_from_dotenv,
+    load_settings,
+    read_dotenv,
+    sources,
+    unknown_names,
+)
 
 logger = logging.getLogger("heartbeat")
 
@@ -68,9 +77,14 @@ def _parser() -> argparse.ArgumentParser:
 
     stats = sub.add_parser("stats", help="row and anomaly counts, per-customer statistics")
     stats.add_argument(
-        "--window", type=float, default=3600.0, help="seconds of readings per customer"
+        "--window",
+        type=_positive(float),
+        default=3600.0,
+        help="seconds of readings per customer (default: 3600)",
     )
-    stats.add_argument("--limit", type=int, default=50, help="most customers listed")
+    stats.add_argument(
+        "--limit", type=_positive(int), default=50, help="most customers listed (default: 50)"
+    )
     stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     tail = sub.add_parser("tail", help="print messages of a topic with their headers")
@@ -78,8 +92,10 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--topic", help="topic to read (default: the readings topic)")
     which.add_argument("--dlq", action="store_true", help="read the dead-letter topic")
     tail.add_argument("--from-beginning", action="store_true")
-    tail.add_argument("--max-messages", type=int)
-    tail.add_argument("--idle-timeout", type=float, help="stop after this many idle seconds")
+    tail.add_argument("--max-messages", type=_positive(int))
+    tail.add_argument(
+        "--idle-timeout", type=_positive(float), help="stop after this many idle seconds"
+    )
     tail.add_argument("--json", action="store_true", help="one JSON object per line")
 
     dlq = sub.add_parser("dlq", help="count, list or re-drive the dead letters kept in PostgreSQL")
@@ -141,6 +157,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "settings" and (args.markdown or args.env_example):
         print(settings_markdown() if args.markdown else env_example(), end="")
         return EXIT_OK
+    dotenv = read_dotenv()
+    # libpq reads only the environment; PG* lines of .env count as if exported.
+    os.environ.update(libpq_from_dotenv(dotenv, os.environ))
+    for warning in unknown_names(dotenv, [env for env, _, _ in all_documented_fields()]):
+        print(f"heartbeat: warning: {warning}", file=sys.stderr)
     try:
         settings = load_settings(**overrides)
     except SettingsError as exc:
@@ -164,11 +185,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_OK
+    except BrokenPipeError:
+        # The reader went away (`| head`): what it wanted it has; nothing more to print.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except (FatalError, TransientError) as exc:
         logger.error("%s", exc)
         return EXIT_FAILED
     except HeartbeatError as exc:  # pragma: no cover - every subclass is handled above
         logger.error("%s", exc)
+        return EXIT_FAILED
+    except Exception as exc:  # a user sees one line, never a traceback
+        logger.error("unexpected %s: %s", type(exc).__name__, exc)
+        logger.debug("where it happened", exc_info=True)
         return EXIT_FAILED
 
 
@@ -335,6 +364,23 @@ def _tail(settings: Settings, args: argparse.Namespace) -> int:
 DLQ_MAX_LIMIT = 100_000
 
 
+def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type: a number of ``kind`` above 0, or a one-line usage error."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not value > 0 or value != value or value == float("inf"):
+            noun = "whole number" if kind is int else "number"
+            raise argparse.ArgumentTypeError(f"expected a {noun} above 0, got {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
 def _reasons() -> list[str]:
     from heartbeat.validation import Reason
 
@@ -402,8 +448,11 @@ def _operator(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _show_settings(settings: Settings, _: argparse.Namespace) -> int:
+    """Each effective value and where it came from, as a comment that .env files allow."""
+    origin = sources(os.environ, read_dotenv())
     for name, value in settings.model_dump().items():
-        print(f"{Settings.env_name(name)}={'' if value is None else value}")
+        line = f"{Settings.env_name(name)}={'' if value is None else value}"
+        print(f"{line:<48} # {origin[name]}")
     return EXIT_OK
 
 

@@ -112,6 +112,23 @@ def client_config(settings: Settings) -> dict[str, Any]:
         "reconnect.backoff.ms": 250,
         "reconnect.backoff.max.ms": 10_000,
     }
+    if settings.kafka_security_protocol.startswith("SASL_") and not (
+        settings.kafka_sasl_username and settings.kafka_sasl_password
+    ):
+        # Checked where a client needs them: the operator passes SASL on to pods without
+        # holding the password itself.
+        missing = [
+            name
+            for name, value in (
+                ("KAFKA_SASL_USERNAME", settings.kafka_sasl_username),
+                ("KAFKA_SASL_PASSWORD", settings.kafka_sasl_password),
+            )
+            if not value
+        ]
+        raise SettingsError(
+            "invalid settings:\n"
+            + "\n".join(f"  {name}: required with a SASL_* protocol" for name in missing)
+        )
     if settings.kafka_sasl_mechanism:
         config["sasl.mechanism"] = settings.kafka_sasl_mechanism
     if settings.kafka_sasl_username is not None:
@@ -559,11 +576,14 @@ def read_topic(
     from_beginning: bool,
     max_messages: int | None,
     idle_timeout: float | None,
+    connect_timeout: float = 10.0,
 ) -> Iterator[Record]:
     """Records of ``topic`` in arrival order, for ``heartbeat tail``; never commits.
 
     Stops after ``max_messages`` records, or when nothing arrives for
     ``idle_timeout`` seconds (``None`` follows the topic until interrupted).
+    Raises ``KafkaUnavailable`` when Kafka does not answer within ``connect_timeout``
+    seconds and ``FatalError`` when the topic does not exist.
     """
     consumer = Consumer(
         client_config(settings)
@@ -571,9 +591,13 @@ def read_topic(
             "group.id": f"heartbeat-tail-{uuid.uuid4()}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest" if from_beginning else "latest",
+            # An outage is reported once, below, not as librdkafka's lines every 100 ms.
+            "log_level": 2,
+            "error_cb": _quiet_error,
         }
     )
     try:
+        _check_topic(consumer, settings.kafka_bootstrap_servers, topic, connect_timeout)
         consumer.subscribe([topic])
         seen = 0
         idle_since = time.monotonic()
@@ -588,6 +612,18 @@ def read_topic(
             yield _record(message)
     finally:
         consumer.close()
+
+
+def _check_topic(consumer: Consumer, servers: str, topic: str, timeout: float) -> None:
+    try:
+        found = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+    except KafkaException as exc:
+        raise KafkaUnavailable(
+            f"Kafka at {servers} (KAFKA_BOOTSTRAP_SERVERS) did not answer within "
+            f"{timeout:g} s: {exc.args[0].str() if exc.args else exc}"
+        ) from None
+    if found is None or found.error is not None:
+        raise FatalError(f"topic {topic!r} does not exist on Kafka at {servers}")
 
 
 def _start(stored: int | None, reset: int) -> int:

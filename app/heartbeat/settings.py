@@ -12,10 +12,22 @@ where to connect, exactly as for ``psql``.
 
 from __future__ import annotations
 
+import difflib
+import os
+import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import DirectoryPath, Field, SecretStr, ValidationError, model_validator
+from dotenv import dotenv_values
+from pydantic import (
+    DirectoryPath,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from heartbeat.errors import SettingsError
@@ -225,6 +237,11 @@ class Settings(BaseSettings):
     )
     log_file_backup_count: int = Field(5, ge=0, description="Rotated log files kept.")
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _any_case_level(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _check_combinations(self) -> Settings:
         if self.retry_max_seconds < self.retry_initial_seconds:
@@ -260,10 +277,106 @@ def load_settings(**overrides: Any) -> Settings:
     values are ignored so an option left unset does not hide the environment.
     """
     given = {key: value for key, value in overrides.items() if value is not None}
+    variables = {**read_dotenv(), **os.environ}
+    problems = [*empty_values(variables), *libpq_problems(os.environ)]
+    if problems:
+        raise SettingsError("\n".join(["invalid settings:", *problems]))
     try:
         return Settings(**given)
     except ValidationError as exc:
         raise SettingsError(describe_validation_error(exc)) from exc
+
+
+DOTENV = Path(".env")
+
+
+def read_dotenv(path: Path = DOTENV) -> dict[str, str]:
+    """The variables ``path`` sets (none when it does not exist), as the settings read them."""
+    if not path.is_file():
+        return {}
+    return {name: value or "" for name, value in dotenv_values(path).items()}
+
+
+def empty_values(variables: Mapping[str, str]) -> list[str]:
+    """A line for each setting set to an empty value although its default is not empty.
+
+    Empty means the default only where the default itself is empty; elsewhere (an empty
+    KAFKA_BOOTSTRAP_SERVERS, say) it is a mistake that must not pass as the default.
+    """
+    given = {name.upper(): value for name, value in variables.items()}
+    lines = []
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        if isinstance(default, SecretStr):
+            default = default.get_secret_value()
+        value = given.get(name.upper())
+        if default not in (None, "") and value is not None and not value.strip():
+            lines.append(
+                f"  {name.upper()}: is empty; give a value, or remove it for the default "
+                f"{default!r}"
+            )
+    return lines
+
+
+def libpq_problems(environ: Mapping[str, str]) -> list[str]:
+    """A line for each malformed libpq variable that libpq would only warn about later."""
+    port = environ.get("PGPORT")
+    if port is None or all(
+        part.strip().isdigit() and 1 <= int(part) <= 65535 for part in port.split(",")
+    ):
+        return []
+    return [f"  PGPORT: expected a port number from 1 to 65535, got {port!r}"]
+
+
+_LIBPQ_NAME = re.compile(r"PG[A-Z]+")
+
+
+def libpq_from_dotenv(dotenv: Mapping[str, str], environ: Mapping[str, str]) -> dict[str, str]:
+    """The PG* variables of ``.env`` that the environment does not set (the environment wins)."""
+    return {
+        name: value
+        for name, value in dotenv.items()
+        if _LIBPQ_NAME.fullmatch(name) and name not in environ
+    }
+
+
+def unknown_names(dotenv: Mapping[str, str], known: Iterable[str]) -> list[str]:
+    """A warning for each name of ``.env`` that looks like a setting but is none.
+
+    A name looks like a setting when it starts as one does (``KAFKA_``, ``LOG_``...); the
+    warning names the closest real setting.
+    """
+    settings = sorted({name.upper() for name in known})
+    prefixes = tuple({name.split("_")[0] + "_" for name in settings})
+    warnings = []
+    for name in dotenv:
+        upper = name.upper()
+        if upper in settings or not upper.startswith(prefixes):
+            continue
+        closest = difflib.get_close_matches(upper, settings, n=1, cutoff=0.6)
+        hint = f"; did you mean {closest[0]}?" if closest else ""
+        warnings.append(f".env: {name} is not a setting and is ignored{hint}")
+    return warnings
+
+
+def sources(
+    environ: Mapping[str, str], dotenv: Mapping[str, str], options: Iterable[str] = ()
+) -> dict[str, str]:
+    """Where each field's value comes from: option, environment, .env or default."""
+    environment = {name.upper(): value for name, value in environ.items() if value != ""}
+    from_file = {name.upper(): value for name, value in dotenv.items() if value != ""}
+    chosen = set(options)
+    found = {}
+    for name in Settings.model_fields:
+        if name in chosen:
+            found[name] = "option"
+        elif name.upper() in environment:
+            found[name] = "environment"
+        elif name.upper() in from_file:
+            found[name] = ".env"
+        else:
+            found[name] = "default"
+    return found
 
 
 def describe_validation_error(

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from heartbeat.settings import Settings, load_settings
+from heartbeat.cli import main
+from heartbeat.settings import Settings, libpq_from_dotenv, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -78,3 +79,125 @@ def test_a_busy_metrics_port_is_one_line_naming_it_and_exits_1(busy_port, tmp_pa
     assert f"METRICS_PORT {busy_port} is already in use on 127.0.0.1" in err
     assert "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+# --- settings that say what they mean ------------------------------------------------------
+
+
+def test_an_empty_bootstrap_servers_is_refused_by_name_not_taken_as_the_default(
+    monkeypatch, capsys
+):
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "")
+    assert main(["tail"]) == 2
+    err = capsys.readouterr().err
+    assert "KAFKA_BOOTSTRAP_SERVERS: is empty" in err
+    assert "Traceback" not in err
+
+
+def test_an_empty_value_in_dotenv_is_refused_where_the_default_is_not_empty(tmp_path, capsys):
+    (tmp_path / ".env").write_text("KAFKA_TOPIC=\nPRODUCER_COUNT=\n")
+    assert main(["settings"]) == 2
+    err = capsys.readouterr().err
+    assert "KAFKA_TOPIC: is empty" in err
+    assert "PRODUCER_COUNT" not in err  # its default is empty: empty means "run until stopped"
+
+
+def test_a_misspelt_setting_in_dotenv_is_warned_about_with_the_closest_real_one(tmp_path, capsys):
+    (tmp_path / ".env").write_text("KAFKA_TOPC=mine\nOPERATOR_NAMESPACE=x\nEDITOR=vi\n")
+    assert main(["settings"]) == 0
+    err = capsys.readouterr().err
+    assert "KAFKA_TOPC is not a setting and is ignored; did you mean KAFKA_TOPIC?" in err
+    assert "did you mean OPERATOR_NAMESPACES?" in err
+    assert "EDITOR" not in err
+
+
+def test_a_pgport_that_is_not_a_port_is_named_at_once_and_exits_2(monkeypatch, capsys):
+    monkeypatch.setenv("PGPORT", "notaport")
+    assert main(["migrate"]) == 2
+    err = capsys.readouterr().err
+    assert "PGPORT: expected a port number from 1 to 65535, got 'notaport'" in err
+    assert "Traceback" not in err
+
+
+def test_pg_variables_in_dotenv_go_to_libpq_unless_the_environment_sets_them():
+    dotenv = {"PGHOST": "db.example", "PGPORT": "6543", "KAFKA_TOPIC": "t", "PGUSER": "file"}
+    assert libpq_from_dotenv(dotenv, {"PGUSER": "env"}) == {
+        "PGHOST": "db.example",
+        "PGPORT": "6543",
+    }
+
+
+def test_sasl_without_a_user_name_or_password_is_refused_by_name(monkeypatch, capsys):
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    monkeypatch.setenv("KAFKA_SASL_MECHANISM", "PLAIN")
+    assert main(["tail"]) == 2
+    err = capsys.readouterr().err
+    assert "KAFKA_SASL_USERNAME: required with a SASL_* protocol" in err
+    assert "KAFKA_SASL_PASSWORD: required with a SASL_* protocol" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("given", ["debug", "Warning", " info "])
+def test_log_level_is_accepted_in_any_case(monkeypatch, given):
+    monkeypatch.setenv("LOG_LEVEL", given)
+    assert load_settings().log_level == given.strip().upper()
+
+
+def test_settings_shows_where_each_value_came_from(monkeypatch, tmp_path, capsys):
+    (tmp_path / ".env").write_text("KAFKA_TOPIC=from-file\nKAFKA_DLQ_TOPIC=from-file.dlq\n")
+    monkeypatch.setenv("KAFKA_DLQ_TOPIC", "from-env.dlq")
+    assert main(["settings"]) == 0
+    lines = {line.split("=")[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert lines["KAFKA_TOPIC"].split() == ["KAFKA_TOPIC=from-file", "#", ".env"]
+    assert lines["KAFKA_DLQ_TOPIC"].split() == ["KAFKA_DLQ_TOPIC=from-env.dlq", "#", "environment"]
+    assert lines["KAFKA_CONSUMER_GROUP"].split() == [
+        "KAFKA_CONSUMER_GROUP=heartbeat-consumer",
+        "#",
+        "default",
+    ]
+
+
+# --- options --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["stats", "--limit", "-1"], "--limit"),
+        (["stats", "--window", "0"], "--window"),
+        (["tail", "--max-messages", "0"], "--max-messages"),
+        (["tail", "--idle-timeout", "nan"], "--idle-timeout"),
+    ],
+)
+def test_an_option_out_of_range_is_a_usage_error_naming_it(capsys, args, option):
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}: expected a" in err
+    assert "Traceback" not in err
+
+
+def test_migrate_rollback_refuses_zero_steps_and_more_steps_than_are_applied():
+    from heartbeat.errors import UsageError
+    from heartbeat.migrations import choose_rollback
+
+    with pytest.raises(UsageError, match="--steps must be at least 1"):
+        choose_rollback([], 0)
+    with pytest.raises(UsageError, match="--steps 2 is more than the 1 applied"):
+        choose_rollback(["0001"], 2)
+
+
+def test_output_cut_short_by_a_closed_pipe_is_not_a_traceback(tmp_path):
+    reader = subprocess.Popen(
+        [sys.executable, "-m", "heartbeat", "settings"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={k: v for k, v in os.environ.items() if not _is_setting(k)},
+    )
+    assert reader.stdout is not None
+    reader.stdout.close()  # as `| head -0` would
+    _, err = reader.communicate(timeout=60)
+    assert reader.returncode == 0
+    assert b"Traceback" not in err
