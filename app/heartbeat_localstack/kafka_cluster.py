@@ -84,7 +84,7 @@ class KafkaCluster:
         """Return once every node answers and the cluster's metadata lists all of them."""
         for node in self.nodes:
             node.wait_ready()
-        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, "logger": logger})
+        admin = self._admin()
         deadline = time.monotonic() + self.ready_timeout
         while True:
             try:
@@ -111,14 +111,18 @@ class KafkaCluster:
 
     def under_replicated(self, timeout: float = 10.0) -> list[tuple[str, int]]:
         """(topic, partition) of every partition with fewer in-sync replicas than replicas."""
-        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, "logger": logger})
-        topics = admin.list_topics(timeout=timeout).topics
+        topics = self._admin().list_topics(timeout=timeout).topics
         return sorted(
             (name, partition.id)
             for name, topic in topics.items()
             for partition in topic.partitions.values()
             if len(partition.isrs) < len(partition.replicas)
         )
+
+    def _admin(self) -> AdminClient:
+        # librdkafka's own log lines go through logging instead of stderr.
+        config: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers, "logger": logger}
+        return AdminClient(config)
 
     def _seats(self, count: int) -> list[Seat]:
         """Each node's id and ports: those saved by an earlier run, else new ones, saved."""

@@ -168,7 +168,8 @@ def test_sigterm_while_postgresql_is_down_or_hung_exits_0_within_20_seconds(
     feeder = Feeder(pipeline.settings, workload, rate=0)
     feeder.produce_now(len(workload.messages))  # a backlog: the consumer is mid-batch
     lag = Lag(pipeline)
-    with fleet(pipeline, tmp_path) as consumers:
+    # The stopped member's partitions go to its replacement once its session ends.
+    with fleet(pipeline, tmp_path, {"KAFKA_SESSION_TIMEOUT_SECONDS": "10"}) as consumers:
         first = consumers.spawn()
         wait_for(lambda: pipeline.row_count() > 2000, 60, "storing under way")
         if fault == "down":
