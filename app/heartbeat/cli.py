@@ -1,4 +1,4 @@
-"""The ``heartbeat`` command: produce, consume, migrate, stats, tail, dlq, settings.
+"""The ``heartbeat`` command: produce, consume, migrate, maintain, stats, tail, dlq, settings.
 
 Exit codes: 0 success, 1 failure at run time (e.g. undelivered messages),
 2 bad settings or usage (the message names each bad setting).
@@ -18,6 +18,7 @@ from typing import Any
 
 from heartbeat import __version__, logs
 from heartbeat.errors import (
+    DatabaseUnavailable,
     FatalError,
     HeartbeatError,
     SettingsError,
@@ -37,6 +38,7 @@ from heartbeat.settings import (
 logger = logging.getLogger("heartbeat")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+LONG_RUNNING = frozenset({"produce", "consume", "operator"})
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -74,6 +76,17 @@ def _parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="with rollback: list what would be undone"
     )
     migrate.add_argument("--json", action="store_true", help="with status: print JSON")
+
+    maintain = sub.add_parser(
+        "maintain",
+        help="make partitions ahead, drop expired ones, bring the rollups up to date",
+    )
+    maintain.add_argument(
+        "--every",
+        type=_positive(float),
+        metavar="SECONDS",
+        help="run again every SECONDS until stopped (default: run once)",
+    )
 
     stats = sub.add_parser("stats", help="row and anomaly counts, per-customer statistics")
     stats.add_argument(
@@ -168,10 +181,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"heartbeat: {exc}", file=sys.stderr)
         return EXIT_USAGE
     logs.configure(settings)
+    if args.command not in LONG_RUNNING and settings.log_level != "DEBUG":
+        # A one-shot command reports a PostgreSQL outage once, below, not per pool attempt.
+        logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
     commands: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
         "produce": _produce,
         "consume": _consume,
         "migrate": _migrate,
+        "maintain": _maintain,
         "stats": _stats,
         "tail": _tail,
         "dlq": _dlq,
@@ -189,6 +206,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (`| head`): what it wanted it has; nothing more to print.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+    except DatabaseUnavailable as exc:
+        logger.error("PostgreSQL (DATABASE_URL or PG* variables): %s", exc)
+        return EXIT_FAILED
     except (FatalError, TransientError) as exc:
         logger.error("%s", exc)
         return EXIT_FAILED
@@ -331,6 +351,40 @@ def _confirm(question: str) -> bool:
         return input(question).strip().lower() in {"y", "yes"}
     except EOFError:
         return False
+
+
+def _maintain(settings: Settings, args: argparse.Namespace) -> int:
+    import threading
+
+    from heartbeat.maintain import Maintainer
+    from heartbeat.store import Store
+
+    stop = threading.Event()
+    if args.every:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    with Store(
+        _conninfo(settings),
+        max_size=2,  # one holds the advisory lock
+        connect_timeout=settings.database_connect_timeout_seconds,
+        statement_timeout=settings.database_statement_timeout_seconds,
+        lock_timeout=settings.database_lock_timeout_seconds,
+    ) as store:
+        maintainer = Maintainer(store, settings)
+        while True:
+            try:
+                report = maintainer.run()
+            except TransientError as exc:
+                if not args.every:
+                    raise
+                logger.error("maintenance not done: %s", exc)
+            else:
+                for line in report.lines():
+                    print(line, flush=True)
+                if report.failed and not args.every:
+                    return EXIT_FAILED
+            if not args.every or stop.wait(args.every):
+                return EXIT_OK
 
 
 def _stats(settings: Settings, args: argparse.Namespace) -> int:

@@ -183,3 +183,16 @@ def test_pg_variables_in_dotenv_are_honoured(empty_database, tmp_path):
     code, out, err = run("migrate", "status", cwd=str(tmp_path))
     assert (code, err) == (0, "")
     assert out.splitlines()[0] == "pending  0001.heartbeats"
+
+
+@pytest.mark.parametrize("command", [["stats"], ["dlq", "count"]])
+def test_a_postgresql_that_refuses_is_one_line_naming_it_and_exit_1(tmp_path, command):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {"PGHOST": "127.0.0.1", "PGPORT": str(port), "DATABASE_CONNECT_TIMEOUT_SECONDS": "2"}
+    code, _, err = run(*command, env=env, cwd=str(tmp_path))
+    assert code == 1
+    assert "PostgreSQL (DATABASE_URL or PG* variables):" in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err

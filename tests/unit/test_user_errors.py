@@ -201,3 +201,16 @@ def test_output_cut_short_by_a_closed_pipe_is_not_a_traceback(tmp_path):
     _, err = reader.communicate(timeout=60)
     assert reader.returncode == 0
     assert b"Traceback" not in err
+
+
+def test_metrics_port_0_picks_a_free_port_and_logs_it(caplog):
+    from heartbeat.metrics import new_registry
+    from heartbeat.server import Health, MetricsServer
+
+    caplog.set_level("INFO", logger="heartbeat.server")
+    server = MetricsServer("127.0.0.1", 0, new_registry(), Health((), 60)).start()
+    try:
+        assert server.port > 0
+        assert f"on port {server.port}" in caplog.text
+    finally:
+        server.stop()
