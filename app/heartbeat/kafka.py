@@ -34,6 +34,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 )
 
 from heartbeat.errors import FatalError, KafkaUnavailable, MessageRefused, SettingsError
+from heartbeat.security_hints import kafka_hint, with_hint
 from heartbeat.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -153,10 +154,36 @@ def client_config(settings: Settings) -> dict[str, Any]:
     return config
 
 
+class SecurityErrors:
+    """An ``error_cb`` that keeps the first error saying which setting to check."""
+
+    def __init__(self) -> None:
+        self.hint: str | None = None
+
+    def __call__(self, error: KafkaError) -> None:
+        logger.debug("kafka admin client: %s", error.str())
+        self.hint = self.hint or kafka_hint(error.str())
+
+    def config(self) -> dict[str, Any]:
+        """Client settings: errors come here; the failure is reported once, by the caller."""
+        return {"error_cb": self, "log_level": 2}
+
+    def explain(self, client: Any, text: str) -> str:
+        """`text` with the hint of the errors `client` has queued (served here)."""
+        client.poll(0.2)
+        return with_hint(text, self.hint)
+
+
 def _error_callback(on_unreachable: Callable[[str], None] | None) -> Callable[[KafkaError], None]:
     def callback(error: KafkaError) -> None:
+        hint = kafka_hint(error.str())
         if error.fatal():
             logger.error("kafka fatal error: %s", error.str())
+        elif hint is not None:
+            # Refused, not away: a wrong CA, password or client certificate.
+            logger.warning("kafka refused the connection: %s: %s", error.str(), hint)
+            if on_unreachable is not None:
+                on_unreachable(with_hint(error.str(), hint))
         elif error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
             logger.warning("kafka unreachable: %s", error.str())
             if on_unreachable is not None:
@@ -169,7 +196,8 @@ def _error_callback(on_unreachable: Callable[[str], None] | None) -> Callable[[K
 
 def ensure_topics(settings: Settings, names: Iterable[str], timeout: float = 10.0) -> None:
     """Create the topics if missing; raise ``KafkaUnavailable`` if Kafka does not answer."""
-    admin = AdminClient(client_config(settings))
+    errors = SecurityErrors()
+    admin = AdminClient(client_config(settings) | errors.config())
     wanted = [
         NewTopic(name, settings.kafka_topic_partitions, settings.kafka_replication_factor)
         for name in names
@@ -177,7 +205,7 @@ def ensure_topics(settings: Settings, names: Iterable[str], timeout: float = 10.
     try:
         existing = admin.list_topics(timeout=timeout).topics
     except KafkaException as exc:
-        raise KafkaUnavailable(f"cannot list topics: {exc}") from exc
+        raise KafkaUnavailable(errors.explain(admin, f"cannot list topics: {exc}")) from exc
     missing = [topic for topic in wanted if topic.topic not in existing]
     for topic in wanted:
         if topic.topic in existing:
@@ -200,11 +228,13 @@ def ensure_topics(settings: Settings, names: Iterable[str], timeout: float = 10.
 
 
 def partition_count(settings: Settings, topic: str, timeout: float = 10.0) -> int:
-    admin = AdminClient(client_config(settings))
+    errors = SecurityErrors()
+    admin = AdminClient(client_config(settings) | errors.config())
     try:
         metadata = admin.list_topics(topic=topic, timeout=timeout)
     except KafkaException as exc:
-        raise KafkaUnavailable(f"cannot read metadata of {topic}: {exc}") from exc
+        text = f"cannot read metadata of {topic}: {exc}"
+        raise KafkaUnavailable(errors.explain(admin, text)) from exc
     found = metadata.topics.get(topic)
     if found is None or found.error is not None:
         return 0
@@ -213,11 +243,12 @@ def partition_count(settings: Settings, topic: str, timeout: float = 10.0) -> in
 
 def ping(settings: Settings, timeout: float = 5.0) -> None:
     """Raise ``KafkaUnavailable`` unless a broker answers a metadata request."""
-    admin = AdminClient(client_config(settings))
+    errors = SecurityErrors()
+    admin = AdminClient(client_config(settings) | errors.config())
     try:
         admin.list_topics(timeout=timeout)
     except KafkaException as exc:
-        raise KafkaUnavailable(str(exc)) from exc
+        raise KafkaUnavailable(errors.explain(admin, str(exc))) from exc
 
 
 def topic_byte_budget(
@@ -585,6 +616,7 @@ def read_topic(
     Raises ``KafkaUnavailable`` when Kafka does not answer within ``connect_timeout``
     seconds and ``FatalError`` when the topic does not exist.
     """
+    errors = SecurityErrors()
     consumer = Consumer(
         client_config(settings)
         | {
@@ -593,11 +625,14 @@ def read_topic(
             "auto.offset.reset": "earliest" if from_beginning else "latest",
             # An outage is reported once, below, not as librdkafka's lines every 100 ms.
             "log_level": 2,
-            "error_cb": _quiet_error,
+            "error_cb": errors,
         }
     )
     try:
-        _check_topic(consumer, settings.kafka_bootstrap_servers, topic, connect_timeout)
+        try:
+            _check_topic(consumer, settings.kafka_bootstrap_servers, topic, connect_timeout)
+        except KafkaUnavailable as exc:
+            raise KafkaUnavailable(errors.explain(consumer, str(exc))) from None
         consumer.subscribe([topic])
         seen = 0
         idle_since = time.monotonic()
