@@ -86,7 +86,7 @@ migrate: stack ## Apply pending database migrations to the local PostgreSQL
 .PHONY: dev
 dev: migrate ## Run the whole pipeline locally: stack, migrations, producer and consumer (Ctrl-C stops)
 	@set -a; . $(STACK_DIR)/env; set +a; \
-	trap 'kill -TERM $$producer $$consumer 2>/dev/null; wait $$producer $$consumer; echo; echo "stopped; the stack keeps running (make stack-down stops it)"' INT TERM; \
+	trap 'kill -TERM $$producer $$consumer 2>/dev/null; wait $$producer $$consumer; echo; echo "stopped; the stack keeps running (make stack-down stops it)"; exit 0' INT TERM; \
 	METRICS_PORT=$(CONSUMER_METRICS_PORT) $(VENV)/bin/heartbeat consume & consumer=$$!; \
 	METRICS_PORT=$(PRODUCER_METRICS_PORT) $(VENV)/bin/heartbeat produce & producer=$$!; \
 	echo ""; \
@@ -96,7 +96,9 @@ dev: migrate ## Run the whole pipeline locally: stack, migrations, producer and 
 	echo "  PostgreSQL        psql -h $$PGHOST -p $$PGPORT -U $$PGUSER $$PGDATABASE  (make stats)"; \
 	echo "  Ctrl-C stops the producer and consumer"; \
 	echo ""; \
-	wait $$producer $$consumer
+	while kill -0 $$producer 2>/dev/null && kill -0 $$consumer 2>/dev/null; do sleep 1; done; \
+	kill -TERM $$producer $$consumer 2>/dev/null; wait $$producer $$consumer; \
+	echo "the producer or the consumer stopped (its message is above), so both are stopped"; exit 1
 
 .PHONY: monitor
 monitor: install system-deps ## Start Prometheus scraping the local producer (8001) and consumer (8002), with the alert rules
