@@ -137,6 +137,39 @@ class Settings(BaseSettings):
         None, description="Folder of SQL migrations; empty uses the ones shipped with the package."
     )
 
+    # --- Storage lifecycle (`heartbeat maintain`) --------------------------------
+    partition_interval: Literal["hour", "day", "week"] = Field(
+        "day",
+        description="Time span of one partition of the raw readings: hour, day or week "
+        "(UTC; weeks start on Monday).",
+    )
+    partition_ahead_days: int = Field(
+        3,
+        ge=1,
+        le=366,
+        description="Days of partitions `heartbeat maintain` keeps made ahead of now, for "
+        "readings and rollups.",
+    )
+    raw_retention_days: int = Field(
+        7,
+        ge=1,
+        le=36_600,
+        description="Days of raw readings kept; `heartbeat maintain` drops older partitions whole.",
+    )
+    rollup_retention_days: int = Field(
+        90,
+        ge=1,
+        le=36_600,
+        description="Days of per-minute rollups kept; at least RAW_RETENTION_DAYS.",
+    )
+    maintenance_lock_timeout_seconds: float = Field(
+        2.0,
+        gt=0,
+        le=600,
+        description="Longest a step of `heartbeat maintain` waits for a table lock (writers "
+        "queue behind a waiting drop) before it gives up and tries again.",
+    )
+
     # --- Consumer --------------------------------------------------------------
     consumer_batch_max_messages: int = Field(
         5000, ge=1, le=1_000_000, description="Most messages written in one transaction."
@@ -255,6 +288,8 @@ class Settings(BaseSettings):
             raise ValueError("PRODUCER_SHARD_INDEX must be below PRODUCER_SHARD_COUNT")
         if self.kafka_security_protocol.startswith("SASL_") and not self.kafka_sasl_mechanism:
             raise ValueError("KAFKA_SASL_MECHANISM is required with a SASL_* protocol")
+        if self.rollup_retention_days < self.raw_retention_days:
+            raise ValueError("ROLLUP_RETENTION_DAYS must be at least RAW_RETENTION_DAYS")
         return self
 
     def metrics_port_for(self, component: str) -> int:

@@ -14,6 +14,12 @@ the store look why, with one join of the staging table against ``heartbeats``:
 the same heart rate is a duplicate (counted, silent), another one is a
 ``Conflict``, dead-lettered. Refused messages (``rejected``) and conflicts go to
 ``dead_letters`` in the same transaction, so each is accounted for exactly once.
+The same statement that inserts the readings moves each customer's last-seen time
+on and marks the minutes they fall in for the rollups (``heartbeat.reading_rows``).
+
+Maintenance (``heartbeat.maintain``) runs its statements through ``execute`` under
+``advisory_lock``; the statements themselves are plain text from
+``heartbeat.partition_sql``.
 
 Every connection has a statement and a lock timeout: a write stuck behind a lock
 or a hung server is cancelled and reported as ``DatabaseUnavailable``, which the
@@ -34,7 +40,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from heartbeat import dead_letter_rows
+from heartbeat import dead_letter_rows, reading_rows
 from heartbeat.dead_letter_rows import DeadLetter, Source, from_record
 from heartbeat.errors import DatabaseUnavailable, FatalError, SettingsError
 from heartbeat.kafka import Partition, Record
@@ -42,43 +48,13 @@ from heartbeat.validation import Anomaly, Reading, Rejection, conflicting_readin
 
 logger = logging.getLogger(__name__)
 
-# ``ordinal`` is the reading's index in the batch, to name a conflict's reading.
-STAGING_DDL = """
-CREATE TEMPORARY TABLE IF NOT EXISTS heartbeats_staging (
-    ordinal integer NOT NULL,
-    customer_id bigint NOT NULL,
-    ts timestamptz NOT NULL,
-    heart_rate smallint NOT NULL,
-    anomaly text
-) ON COMMIT DELETE ROWS
-"""
 SET_TIMEOUTS = """
 SELECT set_config('statement_timeout', %(statement)s, false),
        set_config('lock_timeout', %(lock)s, false)
 """
-COPY_STAGING = (
-    "COPY heartbeats_staging (ordinal, customer_id, ts, heart_rate, anomaly)"
-    " FROM STDIN (FORMAT BINARY)"
-)
-# A temporary table is scanned in the order it was written (no parallel or
-# synchronized scans of local buffers), so of two staged readings for the same
-# customer and instant the first in the batch is the one stored.
-MOVE_STAGED = """
-INSERT INTO heartbeats (customer_id, ts, heart_rate, anomaly)
-SELECT customer_id, ts, heart_rate, anomaly FROM heartbeats_staging
-ON CONFLICT (customer_id, ts) DO NOTHING
-RETURNING ts, anomaly
-"""
-# Run only when fewer rows went in than were staged: every staged reading whose
-# customer and instant are stored (before, or just now from earlier in the batch)
-# with another heart rate. The rest of the skipped ones are exact duplicates.
-FIND_CONFLICTS = """
-SELECT s.ordinal, h.heart_rate
-FROM heartbeats_staging AS s
-JOIN heartbeats AS h ON h.customer_id = s.customer_id AND h.ts = s.ts
-WHERE h.heart_rate <> s.heart_rate
-ORDER BY s.ordinal
-"""
+SET_LOCAL_LOCK_TIMEOUT = "SELECT set_config('lock_timeout', %(lock)s, true)"
+TRY_ADVISORY_LOCK = "SELECT pg_try_advisory_lock(%(key)s)"
+ADVISORY_UNLOCK = "SELECT pg_advisory_unlock(%(key)s)"
 UPSERT_OFFSETS = """
 INSERT INTO consumer_offsets AS o (consumer_group, topic, partition, next_offset)
 SELECT %(group)s, t, p, n
@@ -91,19 +67,6 @@ SELECT_OFFSETS = """
 SELECT topic, partition, next_offset FROM consumer_offsets
 WHERE consumer_group = %(group)s AND topic = ANY(%(topics)s::text[])
 """
-COUNT_STALE = """
-SELECT count(*) FROM (
-    SELECT customer_id FROM heartbeats
-    WHERE ts >= now() - make_interval(secs => %(lookback)s)
-    GROUP BY customer_id
-    HAVING max(ts) < now() - make_interval(secs => %(stale)s)
-) AS stale
-"""
-INSERT_ONE = """
-INSERT INTO heartbeats (customer_id, ts, heart_rate, anomaly) VALUES (%s, %s, %s, %s)
-ON CONFLICT (customer_id, ts) DO NOTHING
-"""
-
 # Errors that mean "the server or the connection is gone, or a statement was
 # cancelled by statement_timeout or lock_timeout", worth retrying. The two
 # cancellations are OperationalErrors already; they are named so it stays so.
@@ -250,7 +213,7 @@ class Store:
         )
 
     def _configure(self, conn: psycopg.Connection[Any]) -> None:
-        conn.execute(STAGING_DDL)
+        conn.execute(reading_rows.STAGING_DDL)
         conn.execute(SET_TIMEOUTS, self._timeouts)
         conn.commit()
 
@@ -311,14 +274,14 @@ class Store:
             stored: list[StoredRow] = []
             conflicts: list[Conflict] = []
             if readings:
-                with cur.copy(COPY_STAGING) as copy:
+                with cur.copy(reading_rows.COPY_STAGING) as copy:
                     copy.set_types(["int4", "int8", "timestamptz", "int2", "text"])
                     for i, r in enumerate(readings):
                         copy.write_row((i, r.customer_id, r.ts, r.heart_rate, r.anomaly))
-                cur.execute(MOVE_STAGED)
+                cur.execute(reading_rows.MOVE_STAGED)
                 stored = [StoredRow(ts, Anomaly(a) if a else None) for ts, a in cur.fetchall()]
                 if len(stored) < len(readings):
-                    cur.execute(FIND_CONFLICTS)
+                    cur.execute(reading_rows.FIND_CONFLICTS)
                     conflicts = [
                         Conflict(i, readings[i], rate, conflicting_reading(readings[i], rate))
                         for i, rate in cur.fetchall()
@@ -351,16 +314,22 @@ class Store:
         )
 
     def count_stale_customers(self, stale_after: float, lookback: float = 3600.0) -> int:
-        """Customers with a reading in ``lookback`` seconds but none in ``stale_after``."""
+        """Customers with a reading in ``lookback`` seconds but none in ``stale_after``.
+
+        Reads one row per customer (``customer_last_seen``), however many readings
+        are stored; a customer's time there may be up to 10 s behind its newest reading.
+        """
         with self._transaction() as conn:
-            row = conn.execute(COUNT_STALE, {"stale": stale_after, "lookback": lookback}).fetchone()
+            params = {"stale": stale_after, "lookback": lookback}
+            row = conn.execute(reading_rows.COUNT_STALE, params).fetchone()
         return int(row[0]) if row else 0
 
     def write_one(self, reading: Reading) -> bool:
         """Store one reading in its own transaction (the slow baseline the benchmark compares)."""
         with self._transaction() as conn:
             cur = conn.execute(
-                INSERT_ONE, (reading.customer_id, reading.ts, reading.heart_rate, reading.anomaly)
+                reading_rows.INSERT_ONE,
+                (reading.customer_id, reading.ts, reading.heart_rate, reading.anomaly),
             )
             return cur.rowcount == 1
 
@@ -403,6 +372,47 @@ class Store:
             return conn.execute(
                 dead_letter_rows.MARK_REDRIVEN, dead_letter_rows.source_params(sources)
             ).rowcount
+
+    def execute(
+        self,
+        statements: Sequence[tuple[str, Mapping[str, Any] | None]],
+        *,
+        lock_timeout: float | None = None,
+    ) -> list[int]:
+        """Run ``statements`` in one transaction; the rows each one affected.
+
+        ``lock_timeout`` (seconds) bounds every lock wait of this transaction only,
+        e.g. for DDL that must not hold up the consumers' writes for long.
+        """
+        counts = []
+        with self._transaction() as conn:
+            if lock_timeout is not None:
+                conn.execute(SET_LOCAL_LOCK_TIMEOUT, {"lock": _milliseconds(lock_timeout)})
+            for statement, params in statements:
+                counts.append(conn.execute(statement, params).rowcount)
+        return counts
+
+    @contextmanager
+    def advisory_lock(self, key: int) -> Iterator[bool]:
+        """Hold PostgreSQL's session advisory lock ``key`` while inside, if it was free.
+
+        Yields False at once when another session holds it. One pooled connection
+        stays taken for the lock until the block ends.
+        """
+        try:
+            with self._pool.connection() as conn:
+                conn.autocommit = True
+                acquired = False
+                try:
+                    row = conn.execute(TRY_ADVISORY_LOCK, {"key": key}).fetchone()
+                    acquired = bool(row and row[0])
+                    yield acquired
+                finally:
+                    if acquired:
+                        conn.execute(ADVISORY_UNLOCK, {"key": key})
+                    conn.autocommit = False
+        except _TRANSIENT as exc:
+            raise DatabaseUnavailable(_describe(exc)) from exc
 
     def query(
         self, statement: str, params: Mapping[str, Any] | None = None

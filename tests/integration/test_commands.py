@@ -45,26 +45,40 @@ def tables(conninfo: str) -> set[str]:
 
 
 def test_migrate_applies_lists_and_rolls_back_the_last_steps(empty_database, capsys):
-    everything = {"heartbeats", "consumer_offsets", "dead_letters"}
+    everything = {
+        "heartbeats",
+        "heartbeats_default",
+        "consumer_offsets",
+        "dead_letters",
+        "customer_last_seen",
+        "heartbeat_minutes",
+        "heartbeat_minutes_default",
+        "heartbeat_minutes_pending",
+        "heartbeat_minutes_live",
+    }
+    later = [
+        "0002.consumer-offsets",
+        "0003.dead-letters",
+        "0004.customer-last-seen",
+        "0005.heartbeats-by-time",
+        "0006.heartbeat-minutes",
+    ]
     assert main(["migrate", "status"]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        "pending  0001.heartbeats",
-        "pending  0002.consumer-offsets",
-        "pending  0003.dead-letters",
+        f"pending  {m}" for m in ["0001.heartbeats", *later]
     ]
     assert main(["migrate"]) == 0
     assert tables(empty_database) == everything
     assert main(["migrate"]) == 0
     assert "up to date" in capsys.readouterr().out
 
-    assert main(["migrate", "rollback", "--steps", "2", "--yes"]) == 0
+    assert main(["migrate", "rollback", "--steps", str(len(later)), "--yes"]) == 0
     assert tables(empty_database) == {"heartbeats"}
     capsys.readouterr()
     assert main(["migrate", "status"]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "applied  0001.heartbeats",
-        "pending  0002.consumer-offsets",
-        "pending  0003.dead-letters",
+        *(f"pending  {m}" for m in later),
     ]
     assert main(["migrate", "rollback", "--steps", "1", "--yes"]) == 0
     assert tables(empty_database) == set()

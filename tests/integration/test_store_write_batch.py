@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-import heartbeat.store
+import heartbeat.reading_rows
 from heartbeat.dead_letter_rows import MAX_PAYLOAD_BYTES
 from heartbeat.errors import FatalError, KafkaUnavailable
 from heartbeat.kafka import Partition, Record
@@ -281,7 +281,7 @@ def test_conflicts_are_only_looked_for_when_a_staged_reading_was_not_inserted(
     store, database, monkeypatch
 ):
     # A lookup that fails if it runs: a batch of new readings must not run it.
-    monkeypatch.setattr(heartbeat.store, "FIND_CONFLICTS", "SELECT 1/0")
+    monkeypatch.setattr(heartbeat.reading_rows, "FIND_CONFLICTS", "SELECT 1/0")
     result = store.write_batch(GROUP, [reading(1, s, 70) for s in range(100)], {})
     assert len(result.stored) == 100
     with pytest.raises(psycopg.errors.DivisionByZero):
