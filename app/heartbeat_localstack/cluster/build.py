@@ -15,7 +15,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -198,22 +198,7 @@ class Builder:
         for folder in (self.target.bin_dir, self.logs, self.src):
             folder.mkdir(parents=True, exist_ok=True)
 
-        kube_src = self.src / "kubernetes"
-        kube_commit = self._kubernetes_module(kube_src)
-        for command in KUBE_COMMANDS:
-            self._go(
-                command,
-                [
-                    "build",
-                    "-trimpath",
-                    "-ldflags",
-                    kube_ldflags(versions, kube_commit, build_date),
-                    "-o",
-                    str(self.target.path(command)),
-                    f"k8s.io/kubernetes/cmd/{command}",
-                ],
-                cwd=kube_src,
-            )
+        self._kubernetes_commands(KUBE_COMMANDS, build_date)
 
         etcd_src = self.src / "etcd"
         etcd_commit = self._etcd_module(etcd_src)
@@ -269,6 +254,25 @@ class Builder:
         self.target.marker.write_text(json.dumps(marker, indent=2) + "\n")
         self.progress(f"all binaries built in {total / 60:.1f} min -> {self.target.bin_dir}")
 
+    def _kubernetes_commands(self, commands: Iterable[str], build_date: str) -> None:
+        """Build ``k8s.io/kubernetes/cmd/<command>`` for each command, from the wrapper module."""
+        kube_src = self.src / "kubernetes"
+        kube_commit = self._kubernetes_module(kube_src)
+        for command in commands:
+            self._go(
+                command,
+                [
+                    "build",
+                    "-trimpath",
+                    "-ldflags",
+                    kube_ldflags(self.target.versions, kube_commit, build_date),
+                    "-o",
+                    str(self.target.path(command)),
+                    f"k8s.io/kubernetes/cmd/{command}",
+                ],
+                cwd=kube_src,
+            )
+
     def run_node(self, node: NodeBinaries) -> None:
         """kubelet and kube-proxy from the same module as the control plane, CoreDNS, crictl,
         and the pause binary from Kubernetes' pause.c."""
@@ -278,22 +282,7 @@ class Builder:
         node.marker.unlink(missing_ok=True)
         for folder in (self.target.bin_dir, self.logs, self.src):
             folder.mkdir(parents=True, exist_ok=True)
-        kube_src = self.src / "kubernetes"
-        kube_commit = self._kubernetes_module(kube_src)
-        for command in NODE_COMMANDS:
-            self._go(
-                command,
-                [
-                    "build",
-                    "-trimpath",
-                    "-ldflags",
-                    kube_ldflags(versions, kube_commit, build_date),
-                    "-o",
-                    str(self.target.path(command)),
-                    f"k8s.io/kubernetes/cmd/{command}",
-                ],
-                cwd=kube_src,
-            )
+        self._kubernetes_commands(NODE_COMMANDS, build_date)
         install_env = {"GOBIN": str(self.target.bin_dir)}
         for step, package, version in (
             ("coredns", COREDNS_PACKAGE, versions.coredns),
@@ -305,7 +294,7 @@ class Builder:
                 cwd=self.src,
                 env=install_env,
             )
-        self._pause(kube_src)
+        self._pause(self.src / "kubernetes")
         total = time.monotonic() - started
         marker = {
             "versions": versions.node_dict(),
