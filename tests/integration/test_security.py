@@ -1,0 +1,334 @@
+"""Every command through a secured Kafka and PostgreSQL: SASL_SSL with SCRAM-SHA-512, mutual
+TLS, and PostgreSQL with sslmode=verify-full (by password or by client certificate).
+
+The servers are real local processes of this module's own (a throw-away CA per run); each
+failure mode is tried as a user would meet it, through the `heartbeat` command.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from confluent_kafka import Producer
+
+from heartbeat_localstack.kafka import KafkaBroker, KafkaSecurity
+from heartbeat_localstack.ports import free_port
+from heartbeat_localstack.postgres import PostgresServer
+from heartbeat_localstack.tls import Authority, create_authority, create_client
+from tests.integration.pipeline import unique, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+HEARTBEAT = str(Path(sys.executable).with_name("heartbeat"))
+KAFKA_PASSWORD = "kafka-Pw-9f3c1e7a2b"
+PG_PASSWORD = "pg-Pw-5d8e0b4c6a"
+CERT_USER = "heartbeat_cert"
+
+
+@dataclass(frozen=True)
+class Secured:
+    authority: Authority
+    other_ca: Path
+    kafka: KafkaBroker
+    postgres: PostgresServer
+    client_cert: Path
+    client_key: Path
+
+    def kafka_env(self, path: str) -> dict[str, str]:
+        ca = str(self.authority.ca_cert)
+        if path == "sasl_ssl":
+            return {
+                "KAFKA_BOOTSTRAP_SERVERS": self.kafka.sasl_ssl_bootstrap_servers,
+                "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+                "KAFKA_SASL_USERNAME": "heartbeat",
+                "KAFKA_SASL_PASSWORD": KAFKA_PASSWORD,
+                "KAFKA_SSL_CA_LOCATION": ca,
+            }
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka.ssl_bootstrap_servers,
+            "KAFKA_SECURITY_PROTOCOL": "SSL",
+            "KAFKA_SSL_CA_LOCATION": ca,
+            "KAFKA_SSL_CERTIFICATE_LOCATION": str(self.client_cert),
+            "KAFKA_SSL_KEY_LOCATION": str(self.client_key),
+        }
+
+    def database_url(self, path: str, **overrides: str) -> str:
+        parts = {
+            "host": "localhost",
+            "port": str(self.postgres.port),
+            "sslmode": "verify-full",
+            "sslrootcert": str(self.authority.ca_cert),
+        }
+        if path == "password":
+            parts |= {"dbname": "heartbeat", "user": "heartbeat", "password": PG_PASSWORD}
+        else:
+            parts |= {"dbname": CERT_USER, "user": CERT_USER}
+            parts |= {"sslcert": str(self.client_cert), "sslkey": str(self.client_key)}
+        parts |= overrides
+        return " ".join(f"{key}={value}" for key, value in parts.items() if value)
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory) -> Iterator[Secured]:
+    root = tmp_path_factory.mktemp("secured")
+    authority = create_authority(root / "tls")
+    other = create_authority(root / "other-tls", "another-ca")
+    cert, key = create_client(authority, CERT_USER)
+    security = KafkaSecurity(authority.root, "heartbeat", KAFKA_PASSWORD)
+    kafka = KafkaBroker(root / "kafka", heap="384m", security=security)
+    postgres = PostgresServer(root / "postgres", password=PG_PASSWORD, tls_dir=authority.root)
+    kafka.start(wait=False)
+    try:
+        postgres.start()
+        kafka.wait_ready()
+        yield Secured(authority, other.ca_cert, kafka, postgres, cert, key)
+    finally:
+        kafka.stop(timeout=15)
+        postgres.stop(mode="immediate")
+
+
+def command_env(tmp_path: Path, *parts: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "KAFKA_", "DATABASE"))}
+    env |= {"METRICS_PORT": str(free_port()), "HOME": str(tmp_path)}
+    for part in parts:
+        env |= part
+    return env
+
+
+def heartbeat(
+    env: dict[str, str], *args: str, cwd: Path, timeout: float = 90
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [HEARTBEAT, *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def errors_of(result: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in result.stderr.splitlines() if " ERROR " in line]
+
+
+def raw_producer(env: dict[str, str]) -> Producer:
+    names = {
+        "KAFKA_BOOTSTRAP_SERVERS": "bootstrap.servers",
+        "KAFKA_SECURITY_PROTOCOL": "security.protocol",
+        "KAFKA_SASL_MECHANISM": "sasl.mechanism",
+        "KAFKA_SASL_USERNAME": "sasl.username",
+        "KAFKA_SASL_PASSWORD": "sasl.password",
+        "KAFKA_SSL_CA_LOCATION": "ssl.ca.location",
+        "KAFKA_SSL_CERTIFICATE_LOCATION": "ssl.certificate.location",
+        "KAFKA_SSL_KEY_LOCATION": "ssl.key.location",
+    }
+    return Producer({librdkafka: env[name] for name, librdkafka in names.items() if name in env})
+
+
+def count(conninfo: str, table: str) -> int:
+    with psycopg.connect(conninfo) as conn:
+        row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+        return int(row[0]) if row else 0
+
+
+@pytest.mark.parametrize(
+    ("kafka_path", "database_path"), [("sasl_ssl", "password"), ("mutual_tls", "certificate")]
+)
+def test_every_command_works_through_the_secured_servers(
+    secured, tmp_path, kafka_path, database_path
+):
+    topic, dlq = unique("secure"), unique("secure-dlq")
+    database_url = secured.database_url(database_path)
+    env = command_env(
+        tmp_path,
+        secured.kafka_env(kafka_path),
+        {"DATABASE_URL": database_url, "KAFKA_TOPIC": topic, "KAFKA_DLQ_TOPIC": dlq},
+        {"KAFKA_TOPIC_PARTITIONS": "2", "KAFKA_CONSUMER_GROUP": unique("group")},
+        {"KAFKA_AUTO_OFFSET_RESET": "earliest"},
+    )
+
+    migrated = heartbeat(env, "migrate", cwd=tmp_path)
+    assert migrated.returncode == 0, migrated.stderr
+    produced = heartbeat(env, "produce", "--count", "30", "--rate", "0", cwd=tmp_path)
+    assert produced.returncode == 0, produced.stderr
+    assert "delivered 30, failed 0" in produced.stderr
+    malformed = raw_producer(env)
+    malformed.produce(topic, key=b"1", value=b"not a reading")
+    assert malformed.flush(30) == 0
+
+    before = count(database_url, "heartbeats")
+    consumer = subprocess.Popen(
+        [HEARTBEAT, "consume"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        try:
+            wait_for(lambda: count(database_url, "heartbeats") >= before + 30, 90, "30 readings")
+        except AssertionError:
+            consumer.kill()
+            pytest.fail(f"the consumer stored nothing; its log:\n{consumer.communicate()[1]}")
+        dead_letters = heartbeat(
+            env, "tail", "--dlq", "--from-beginning", "--max-messages", "1",
+            "--idle-timeout", "30", cwd=tmp_path,
+        )  # fmt: skip
+    finally:
+        consumer.send_signal(signal.SIGTERM)
+        _, consumer_log = consumer.communicate(timeout=60)
+    assert consumer.returncode == 0, consumer_log
+    assert "Traceback" not in consumer_log
+    assert dead_letters.returncode == 0, dead_letters.stderr
+    assert "not a reading" in dead_letters.stdout
+
+    tailed = heartbeat(
+        env, "tail", "--from-beginning", "--max-messages", "31", "--idle-timeout", "20",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert tailed.returncode == 0, tailed.stderr
+    assert len(tailed.stdout.splitlines()) == 31
+    stats = heartbeat(env, "stats", cwd=tmp_path)
+    assert stats.returncode == 0, stats.stderr
+    assert "no readings in the window" not in stats.stdout
+
+
+KAFKA_REFUSALS = {
+    "a CA that did not sign the broker's certificate": (
+        "sasl_ssl",
+        lambda s: {"KAFKA_SSL_CA_LOCATION": str(s.other_ca)},
+        "KAFKA_SSL_CA_LOCATION",
+    ),
+    "a wrong SASL password": (
+        "sasl_ssl",
+        lambda s: {"KAFKA_SASL_PASSWORD": "not-the-password"},
+        "KAFKA_SASL_PASSWORD",
+    ),
+    "no client certificate": (
+        "mutual_tls",
+        lambda s: {"KAFKA_SSL_CERTIFICATE_LOCATION": "", "KAFKA_SSL_KEY_LOCATION": ""},
+        "KAFKA_SSL_CERTIFICATE_LOCATION",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", KAFKA_REFUSALS, ids=list(KAFKA_REFUSALS))
+def test_a_refused_kafka_connection_is_one_error_naming_the_setting(secured, tmp_path, case):
+    path, change, setting = KAFKA_REFUSALS[case]
+    env = command_env(tmp_path, secured.kafka_env(path), change(secured))
+    env = {key: value for key, value in env.items() if value}
+
+    tailed = heartbeat(env, "tail", "--idle-timeout", "1", cwd=tmp_path)
+
+    assert tailed.returncode == 1, tailed.stderr
+    assert "Traceback" not in tailed.stderr
+    errors = errors_of(tailed)
+    assert len(errors) == 1, tailed.stderr
+    assert setting in errors[0]
+
+
+def test_the_producer_refused_by_kafka_retries_not_ready_and_says_which_setting(secured, tmp_path):
+    port = free_port()
+    env = command_env(
+        tmp_path, secured.kafka_env("sasl_ssl"), {"KAFKA_SASL_PASSWORD": "not-the-password"}
+    )
+    env["METRICS_PORT"] = str(port)
+    producer = subprocess.Popen(
+        [HEARTBEAT, "produce", "--count", "5"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: _status(port, "/healthz") == 200, 30, "the health endpoint")
+        time.sleep(14)  # the first metadata request gives up after 10 s, then it retries
+        ready = _status(port, "/readyz")
+        still_running = producer.poll() is None
+    finally:
+        producer.send_signal(signal.SIGTERM)
+        _, log = producer.communicate(timeout=60)
+    assert still_running, log
+    assert ready == 503
+    assert "KAFKA_SASL_PASSWORD" in log
+    assert "retry" in log
+    assert "Traceback" not in log
+
+
+def test_a_kafka_ca_file_that_does_not_exist_is_a_wrong_setting(secured, tmp_path):
+    env = command_env(
+        tmp_path, secured.kafka_env("sasl_ssl"), {"KAFKA_SSL_CA_LOCATION": "/nowhere/ca.crt"}
+    )
+
+    tailed = heartbeat(env, "tail", "--idle-timeout", "1", cwd=tmp_path)
+
+    assert tailed.returncode == 2
+    assert "KAFKA_SSL_CA_LOCATION" in tailed.stderr
+    assert "Traceback" not in tailed.stderr
+
+
+POSTGRES_REFUSALS = {
+    "a CA that did not sign the server's certificate": (
+        "password",
+        lambda s: {"sslrootcert": str(s.other_ca)},
+        "certificate verify failed",
+    ),
+    "a server certificate for another host": (
+        "password",
+        lambda s: {"host": "db.example.org", "hostaddr": "127.0.0.1"},
+        "does not match host name",
+    ),
+    "a wrong password": (
+        "password",
+        lambda s: {"password": "not-the-password"},
+        "password authentication failed",
+    ),
+    "no client certificate": (
+        "certificate",
+        lambda s: {"sslcert": "", "sslkey": ""},
+        "certificate",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", POSTGRES_REFUSALS, ids=list(POSTGRES_REFUSALS))
+def test_a_refused_postgresql_connection_is_one_error_naming_the_setting(secured, tmp_path, case):
+    path, change, reason = POSTGRES_REFUSALS[case]
+    url = secured.database_url(path, **change(secured))
+    # Without sslcert libpq would look in ~/.postgresql/; HOME is the empty tmp_path.
+    env = command_env(tmp_path, {"DATABASE_URL": url})
+
+    migrated = heartbeat(env, "migrate", cwd=tmp_path)
+
+    assert migrated.returncode == 1, migrated.stderr
+    assert "Traceback" not in migrated.stderr
+    errors = errors_of(migrated)
+    assert len(errors) == 1, migrated.stderr
+    assert "DATABASE_URL" in errors[0]
+    assert reason in errors[0]
+
+
+def _status(port: int, path: str) -> int | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+    except OSError:
+        return None
