@@ -13,20 +13,20 @@ import logging
 import os
 import shutil
 import ssl
-import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from heartbeat_localstack.ports import free_port
-from heartbeat_localstack.process import DetachedProcess, tail
+from heartbeat_localstack.process import DetachedProcess
 
 from . import kubeconfig, pki
 from .api import ApiClient
 from .build import Binaries, binaries
 from .components import COMPONENTS, HOST, Layout, Ports, argv, fake_node, kwok_env
 from .exceptions import ComponentStartError, NotBuiltError
+from .waiting import wait_for_component
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ def _start_all(
         )
 
     def wait(name: str, what: str, check: Callable[[], bool]) -> None:
-        _wait_for(name, what, check, procs, layout, timeout)
+        wait_for_component(name, what, check, procs, layout, timeout)
 
     start("etcd")
     wait("etcd", "/health", lambda: _http_ok(f"http://{HOST}:{ports.etcd_client}/health"))
@@ -241,41 +241,9 @@ def _start_real_node(
         ("kube-controller-manager", f"https://{HOST}:{ports.controller_manager}/healthz"),
         ("kube-scheduler", f"https://{HOST}:{ports.scheduler}/healthz"),
     ):
-        _wait_for(name, "/healthz", lambda url=url: _https_ok(url), procs, layout, timeout)
+        wait_for_component(name, "/healthz", lambda url=url: _https_ok(url), procs, layout, timeout)
     _link_clients(state_dir / "bin", binaries())
     node.up(layout, ports.apiserver, target, progress)
-
-
-def _wait_for(
-    name: str,
-    what: str,
-    check: Callable[[], bool],
-    procs: dict[str, DetachedProcess],
-    layout: Layout,
-    timeout: float,
-) -> None:
-    """Poll `check` until it holds; fail fast when a component exits."""
-    deadline = time.monotonic() + timeout
-    while True:
-        for other, proc in procs.items():
-            if proc.pid_file.exists() and not proc.is_running():
-                raise ComponentStartError(
-                    other, "the process exited", layout.log(other), tail(layout.log(other))
-                )
-        try:
-            if check():
-                logger.debug("%s: %s reached", name, what)
-                return
-        except OSError as exc:
-            logger.debug("%s: %s not yet: %s", name, what, exc)
-        if time.monotonic() > deadline:
-            raise ComponentStartError(
-                name,
-                f"{what} not reached within {timeout:.0f} s",
-                layout.log(name),
-                tail(layout.log(name)),
-            )
-        time.sleep(0.5)
 
 
 def _pick_ports() -> Ports:

@@ -24,12 +24,12 @@ from pathlib import Path
 from heartbeat_localstack.docker import DockerCLI
 from heartbeat_localstack.exceptions import MissingToolError
 from heartbeat_localstack.ports import free_port
-from heartbeat_localstack.process import DetachedProcess, tail
+from heartbeat_localstack.process import DetachedProcess
 
 from . import pki
 from .build import NodeBinaries
 from .components import Layout
-from .exceptions import ClusterError, ComponentStartError
+from .exceptions import ClusterError
 from .node_config import (
     BRIDGE,
     CLUSTER_DNS,
@@ -51,6 +51,7 @@ from .node_config import (
     mounts_under,
     sysctl_path,
 )
+from .waiting import wait_for_component
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ def up(
         procs[name].spawn(argv, layout.log(name), layout.state, env=dict(os.environ))
 
     def wait(name: str, what: str, check: Callable[[], bool]) -> None:
-        _wait_for(name, what, check, procs, layout, timeout)
+        wait_for_component(name, what, check, procs, layout, timeout, interval=1.0)
 
     _set_sysctls(layout, progress)
     layout.containerd_config.write_text(containerd_config(layout))
@@ -358,31 +359,3 @@ def _coredns_available(kubectl: list[str]) -> bool:
         check=False,
     )
     return result.stdout.strip() == "1"
-
-
-def _wait_for(
-    name: str,
-    what: str,
-    check: Callable[[], bool],
-    procs: dict[str, DetachedProcess],
-    layout: NodeLayout,
-    timeout: float,
-) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        for other, proc in procs.items():
-            if proc.pid_file.exists() and not proc.is_running():
-                raise ComponentStartError(
-                    other, "the process exited", layout.log(other), tail(layout.log(other))
-                )
-        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
-            if check():
-                return
-        if time.monotonic() > deadline:
-            raise ComponentStartError(
-                name,
-                f"{what} not reached within {timeout:.0f} s",
-                layout.log(name),
-                tail(layout.log(name)),
-            )
-        time.sleep(1.0)
