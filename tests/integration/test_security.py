@@ -332,3 +332,70 @@ def _status(port: int, path: str) -> int | None:
         return int(error.code)
     except OSError:
         return None
+
+
+def _run_for(env: dict[str, str], args: list[str], cwd: Path, seconds: float) -> str:
+    """Run a long-running command for `seconds`, read its /metrics, stop it: all it printed."""
+    port = free_port()
+    env = env | {"METRICS_PORT": str(port)}
+    process = subprocess.Popen(
+        [HEARTBEAT, *args], env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    metrics = ""
+    try:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            time.sleep(1)
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                    metrics = r.read().decode()
+            except OSError:
+                continue
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    assert metrics, f"no /metrics from {args}: {err}"
+    return out + err + metrics
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_no_password_appears_in_any_output_of_any_command(secured, tmp_path, log_format):
+    topic = unique("secrets")
+    kafka = secured.kafka_env("sasl_ssl")
+    common = {"LOG_LEVEL": "DEBUG", "LOG_FORMAT": log_format, "KAFKA_TOPIC": topic}
+    common |= {"KAFKA_DLQ_TOPIC": f"{topic}-dlq", "KAFKA_AUTO_OFFSET_RESET": "earliest"}
+    in_url = {"DATABASE_URL": secured.database_url("password")}
+    in_pgpassword = {
+        "DATABASE_URL": secured.database_url("password", password=""),
+        "PGPASSWORD": PG_PASSWORD,
+    }
+    wrong_ca = {"KAFKA_SSL_CA_LOCATION": str(secured.other_ca)}
+    outputs: list[str] = []
+    for database in (in_url, in_pgpassword):
+        env = command_env(tmp_path, kafka, common, database)
+        failing_db = env | {
+            "DATABASE_URL": env["DATABASE_URL"] + f" sslrootcert={secured.other_ca}"
+        }
+        for args in (
+            ["settings"],
+            ["migrate"],
+            ["produce", "--count", "5", "--rate", "0"],
+            ["tail", "--from-beginning", "--max-messages", "5", "--idle-timeout", "10"],
+            ["stats"],
+            ["dlq", "count"],
+        ):
+            result = heartbeat(env, *args, cwd=tmp_path)
+            outputs.append(result.stdout + result.stderr)
+        for args in (["migrate"], ["stats"]):
+            result = heartbeat(failing_db, *args, cwd=tmp_path)
+            assert result.returncode != 0
+            outputs.append(result.stdout + result.stderr)
+        outputs.append(_run_for(env, ["consume"], tmp_path, 8))
+        outputs.append(_run_for(env | wrong_ca, ["produce", "--count", "5"], tmp_path, 13))
+        outputs.append(_run_for(failing_db, ["consume"], tmp_path, 8))
+
+    everything = "\n".join(outputs)
+    assert "DEBUG" in everything or '"debug"' in everything.lower()  # the level took effect
+    assert KAFKA_PASSWORD not in everything
+    assert PG_PASSWORD not in everything
