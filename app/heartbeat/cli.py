@@ -88,12 +88,15 @@ def _parser() -> argparse.ArgumentParser:
         help="run again every SECONDS until stopped (default: run once)",
     )
 
-    stats = sub.add_parser("stats", help="row and anomaly counts, per-customer statistics")
+    stats = sub.add_parser(
+        "stats", help="reading and anomaly counts, per-customer statistics, over a window"
+    )
     stats.add_argument(
         "--window",
         type=_positive(float),
         default=3600.0,
-        help="seconds of readings per customer (default: 3600)",
+        help="seconds of readings counted, ending now (default: 3600); longer than an hour "
+        "reads the per-minute rollups, in whole minutes",
     )
     stats.add_argument(
         "--limit", type=_positive(int), default=50, help="most customers listed (default: 50)"

@@ -1,4 +1,10 @@
-"""`heartbeat stats`: what is stored, at a glance."""
+"""`heartbeat stats`: what is stored, at a glance, over a window ending now.
+
+Windows up to ``ROLLUPS_ABOVE`` read the readings; longer ones read the per-minute
+rollups (``heartbeat_minutes_live``, exact for minutes still pending too), counted in
+whole minutes from the one holding the window's start. Both answer in time proportional
+to the window, not to everything stored.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +15,14 @@ from typing import Any
 
 from tabulate import tabulate
 
+from heartbeat.reading_rows import MINUTE_ORIGIN
 from heartbeat.store import Store
 
-TOTALS = """
+ROLLUPS_ABOVE = timedelta(hours=1)
+SINCE = "now() - make_interval(secs => %(window)s)"
+ROLLED_UP_SINCE = f"date_bin('1 minute', {SINCE}, {MINUTE_ORIGIN})"
+
+TOTALS = f"""
 SELECT count(*) AS readings,
        count(*) FILTER (WHERE anomaly = 'low') AS low_anomalies,
        count(*) FILTER (WHERE anomaly = 'high') AS high_anomalies,
@@ -19,8 +30,9 @@ SELECT count(*) AS readings,
        max(ts) AS newest,
        extract(epoch FROM now() - max(ts))::float8 AS newest_age_seconds
 FROM heartbeats
+WHERE ts >= {SINCE}
 """
-PER_CUSTOMER = """
+PER_CUSTOMER = f"""
 SELECT customer_id,
        count(*) AS readings,
        round(avg(heart_rate)::numeric, 1)::float8 AS avg,
@@ -30,17 +42,59 @@ SELECT customer_id,
        count(*) FILTER (WHERE anomaly IS NOT NULL) AS anomalies,
        max(ts) AS newest
 FROM heartbeats
-WHERE ts >= now() - make_interval(secs => %(window)s)
+WHERE ts >= {SINCE}
+GROUP BY customer_id
+ORDER BY customer_id
+LIMIT %(limit)s
+"""
+ROLLED_UP_TOTALS = f"""
+SELECT coalesce(sum(readings), 0)::bigint AS readings,
+       coalesce(sum(low_anomalies), 0)::bigint AS low_anomalies,
+       coalesce(sum(high_anomalies), 0)::bigint AS high_anomalies,
+       count(DISTINCT customer_id) AS customers,
+       max(newest_ts) AS newest,
+       extract(epoch FROM now() - max(newest_ts))::float8 AS newest_age_seconds
+FROM heartbeat_minutes_live
+WHERE minute >= {ROLLED_UP_SINCE}
+"""
+# The sample standard deviation from the sums: sqrt((sum x^2 - (sum x)^2 / n) / (n - 1)).
+ROLLED_UP_PER_CUSTOMER = f"""
+SELECT customer_id,
+       sum(readings)::bigint AS readings,
+       round(sum(sum_heart_rate)::numeric / sum(readings), 1)::float8 AS avg,
+       min(min_heart_rate) AS min,
+       max(max_heart_rate) AS max,
+       round(coalesce(sqrt(greatest(
+           sum(sum_squares) - sum(sum_heart_rate) ^ 2 / sum(readings), 0
+       ) / nullif(sum(readings) - 1, 0)), 0), 1)::float8 AS stddev,
+       sum(low_anomalies + high_anomalies)::bigint AS anomalies,
+       max(newest_ts) AS newest
+FROM heartbeat_minutes_live
+WHERE minute >= {ROLLED_UP_SINCE}
 GROUP BY customer_id
 ORDER BY customer_id
 LIMIT %(limit)s
 """
 
 
+def queries(window: timedelta) -> tuple[str, str]:
+    """The totals and per-customer statements for ``window``."""
+    if window > ROLLUPS_ABOVE:
+        return ROLLED_UP_TOTALS, ROLLED_UP_PER_CUSTOMER
+    return TOTALS, PER_CUSTOMER
+
+
 def collect(store: Store, *, window: timedelta, limit: int) -> dict[str, Any]:
-    totals = store.query(TOTALS)[0]
-    customers = store.query(PER_CUSTOMER, {"window": window.total_seconds(), "limit": limit})
-    return {"window_seconds": window.total_seconds(), "totals": totals, "customers": customers}
+    totals_sql, per_customer_sql = queries(window)
+    params = {"window": window.total_seconds(), "limit": limit}
+    totals = store.query(totals_sql, params)[0]
+    customers = store.query(per_customer_sql, params)
+    return {
+        "window_seconds": window.total_seconds(),
+        "source": "rollups" if window > ROLLUPS_ABOVE else "readings",
+        "totals": totals,
+        "customers": customers,
+    }
 
 
 def _plain(value: Any) -> Any:
@@ -60,7 +114,8 @@ def render_table(report: dict[str, Any]) -> str:
     age = totals["newest_age_seconds"]
     lines = [
         f"readings: {totals['readings']}  customers: {totals['customers']}  "
-        f"anomalies: {totals['low_anomalies']} low, {totals['high_anomalies']} high",
+        f"anomalies: {totals['low_anomalies']} low, {totals['high_anomalies']} high"
+        f"  (last {report['window_seconds']:g}s, from the {report['source']})",
         "newest reading: "
         + (
             "none"

@@ -239,6 +239,12 @@ class Store:
             raise DatabaseUnavailable(_describe(exc)) from exc
         except psycopg.errors.UndefinedTable as exc:
             raise FatalError(f"{_describe(exc)}; run `heartbeat migrate` first") from exc
+        except psycopg.errors.CheckViolation as exc:
+            # A row routed to a default partition while maintenance attached the
+            # partition it belongs to: the same write, tried again, goes there.
+            if "violates partition constraint" in str(exc):
+                raise DatabaseUnavailable(_describe(exc)) from exc
+            raise
 
     def ping(self) -> None:
         with self._transaction() as conn:

@@ -1,9 +1,16 @@
 """Heart rates from PostgreSQL: the readings themselves, per customer.
 
-Tables and columns are those of ``sql/0001.heartbeats.sql``. Queries use Grafana's SQL
-macros (``$__timeFilter``, ``$__timeFrom()``, ``$__timeGroupAlias``) and the ``$customer``
-variable; the monitoring tests expand them as Grafana does and run every query against a
-real database that the pipeline filled.
+Tables and columns are those of ``sql/``: ``heartbeats`` (the readings, kept
+RAW_RETENTION_DAYS), ``heartbeat_minutes_live`` (per-customer, per-minute rollups, exact
+for the minutes still pending too) and ``customer_last_seen`` (one row per customer).
+Panels over a range longer than ROLLUPS_ABOVE read the rollups, shorter ones the
+readings: each query is the two, of which PostgreSQL runs only the one whose condition
+on the range holds (a constant, so the other is never planned into a scan).
+
+Queries use Grafana's SQL macros (``$__timeFilter``, ``$__timeFrom()``,
+``$__timeGroupAlias``) and the ``$customer`` variable; the monitoring tests expand them
+as Grafana does and run every query against a real database that the pipeline filled,
+over a short range and a long one.
 """
 
 from __future__ import annotations
@@ -18,50 +25,97 @@ UID = "heartbeat-heart-rates"
 # A customer is stale when their newest reading is older than this (the original design).
 STALE_AFTER = "5 minutes"
 LOW_BPM, HIGH_BPM = 45, 180  # heartbeat.validation's anomaly bands
+ROLLUPS_ABOVE = "1 hour"
+LONG = f"$__timeTo()::timestamptz - $__timeFrom()::timestamptz > interval '{ROLLUPS_ABOVE}'"
+SHORT = f"NOT ({LONG})"
 
+
+def _stddev(prefix: str = "") -> str:
+    """The sample standard deviation of the heart rates from rollups' sums, 0 for one."""
+    n, total, squares = (f"sum({prefix}{c})" for c in ("readings", "sum_heart_rate", "sum_squares"))
+    return (
+        f"round(coalesce(sqrt(greatest({squares} - {total} ^ 2 / {n}, 0)"
+        f" / nullif({n} - 1, 0)), 0), 1)"
+    )
+
+
+# Customers seen since the start of the range, from one row per customer.
 CUSTOMERS = """
-    SELECT DISTINCT customer_id
-    FROM heartbeats
-    WHERE $__timeFilter(ts)
+    SELECT customer_id
+    FROM customer_last_seen
+    WHERE newest_ts >= $__timeFrom()
     ORDER BY customer_id
     LIMIT 1000
 """
 
-HEART_RATE = """
+HEART_RATE = f"""
     SELECT $__timeGroupAlias(ts, $__interval),
            customer_id::text AS metric,
            avg(heart_rate) AS heart_rate
     FROM heartbeats
-    WHERE $__timeFilter(ts) AND customer_id IN ($customer)
+    WHERE {SHORT} AND $__timeFilter(ts) AND customer_id IN ($customer)
+    GROUP BY 1, 2
+    UNION ALL
+    SELECT $__timeGroupAlias(minute, $__interval),
+           customer_id::text,
+           sum(sum_heart_rate)::numeric / sum(readings)
+    FROM heartbeat_minutes_live
+    WHERE {LONG} AND $__timeFilter(minute) AND customer_id IN ($customer)
     GROUP BY 1, 2
     ORDER BY 1
 """
 
-SELECTED_STATS = """
+SELECTED_STATS = f"""
     SELECT round(avg(heart_rate), 1) AS "avg",
            min(heart_rate) AS "min",
            max(heart_rate) AS "max",
            round(coalesce(stddev_samp(heart_rate), 0), 1) AS "stddev"
     FROM heartbeats
-    WHERE $__timeFilter(ts) AND customer_id IN ($customer)
+    WHERE {SHORT} AND $__timeFilter(ts) AND customer_id IN ($customer)
+    HAVING count(*) > 0
+    UNION ALL
+    SELECT round(sum(sum_heart_rate)::numeric / sum(readings), 1),
+           min(min_heart_rate),
+           max(max_heart_rate),
+           {_stddev()}
+    FROM heartbeat_minutes_live
+    WHERE {LONG} AND $__timeFilter(minute) AND customer_id IN ($customer)
+    HAVING count(*) > 0
 """
 
-PER_CUSTOMER = """
-    SELECT customer_id AS "customer",
-           count(*) AS "readings",
-           round(avg(heart_rate), 1) AS "avg",
-           min(heart_rate) AS "min",
-           max(heart_rate) AS "max",
-           round(coalesce(stddev_samp(heart_rate), 0), 1) AS "stddev",
-           count(*) FILTER (WHERE anomaly IS NOT NULL) AS "anomalies",
-           max(ts) AS "newest reading"
-    FROM heartbeats
-    WHERE $__timeFilter(ts)
-    GROUP BY customer_id
-    ORDER BY customer_id
-    LIMIT 1000
+PER_CUSTOMER = f"""
+    (SELECT customer_id AS "customer",
+            count(*) AS "readings",
+            round(avg(heart_rate), 1) AS "avg",
+            min(heart_rate) AS "min",
+            max(heart_rate) AS "max",
+            round(coalesce(stddev_samp(heart_rate), 0), 1) AS "stddev",
+            count(*) FILTER (WHERE anomaly IS NOT NULL) AS "anomalies",
+            max(ts) AS "newest reading"
+     FROM heartbeats
+     WHERE {SHORT} AND $__timeFilter(ts)
+     GROUP BY customer_id
+     ORDER BY customer_id
+     LIMIT 1000)
+    UNION ALL
+    (SELECT customer_id,
+            sum(readings),
+            round(sum(sum_heart_rate)::numeric / sum(readings), 1),
+            min(min_heart_rate),
+            max(max_heart_rate),
+            {_stddev()},
+            sum(low_anomalies + high_anomalies),
+            max(newest_ts)
+     FROM heartbeat_minutes_live
+     WHERE {LONG} AND $__timeFilter(minute)
+     GROUP BY customer_id
+     ORDER BY customer_id
+     LIMIT 1000)
+    ORDER BY 1
 """
 
+# Single readings, over any range: the partial index on anomalous readings gives the
+# newest 500 without reading the others.
 ANOMALIES = """
     SELECT ts AS "time",
            customer_id AS "customer",
@@ -73,48 +127,59 @@ ANOMALIES = """
     LIMIT 500
 """
 
-ANOMALIES_PER_MINUTE = """
+ANOMALIES_PER_MINUTE = f"""
     SELECT $__timeGroupAlias(ts, '1m'),
            anomaly AS metric,
            count(*) AS anomalies
     FROM heartbeats
-    WHERE anomaly IS NOT NULL AND $__timeFilter(ts)
+    WHERE {SHORT} AND anomaly IS NOT NULL AND $__timeFilter(ts)
     GROUP BY 1, 2
+    UNION ALL
+    SELECT $__timeGroupAlias(minute, '1m'),
+           kind,
+           sum(CASE kind WHEN 'low' THEN low_anomalies ELSE high_anomalies END)
+    FROM heartbeat_minutes_live
+    CROSS JOIN (VALUES ('low'), ('high')) AS kinds (kind)
+    WHERE {LONG} AND low_anomalies + high_anomalies > 0 AND $__timeFilter(minute)
+    GROUP BY 1, 2
+    HAVING sum(CASE kind WHEN 'low' THEN low_anomalies ELSE high_anomalies END) > 0
     ORDER BY 1
 """
 
-READINGS_PER_MINUTE = """
+READINGS_PER_MINUTE = f"""
     SELECT $__timeGroupAlias(ts, '1m'),
            count(*) AS readings,
            count(DISTINCT customer_id) AS customers
     FROM heartbeats
-    WHERE $__timeFilter(ts)
+    WHERE {SHORT} AND $__timeFilter(ts)
+    GROUP BY 1
+    UNION ALL
+    SELECT $__timeGroupAlias(minute, '1m'),
+           sum(readings),
+           count(*)
+    FROM heartbeat_minutes_live
+    WHERE {LONG} AND $__timeFilter(minute)
     GROUP BY 1
     ORDER BY 1
 """
 
 # Customers seen since the start of the dashboard's range whose newest reading is older
-# than STALE_AFTER. A customer silent for longer than the whole range is not listed.
+# than STALE_AFTER, from one row per customer. A customer silent for longer than the whole
+# range is not listed. customer_last_seen may be up to 10 s behind a customer's newest
+# reading.
 STALE_COUNT = f"""
     SELECT count(*) AS "stale customers"
-    FROM (
-        SELECT customer_id
-        FROM heartbeats
-        WHERE ts >= $__timeFrom()
-        GROUP BY customer_id
-        HAVING max(ts) < now() - interval '{STALE_AFTER}'
-    ) AS stale
+    FROM customer_last_seen
+    WHERE newest_ts >= $__timeFrom() AND newest_ts < now() - interval '{STALE_AFTER}'
 """
 
 STALE_LIST = f"""
     SELECT customer_id AS "customer",
-           max(ts) AS "newest reading",
-           extract(epoch FROM now() - max(ts)) AS "silent for"
-    FROM heartbeats
-    WHERE ts >= $__timeFrom()
-    GROUP BY customer_id
-    HAVING max(ts) < now() - interval '{STALE_AFTER}'
-    ORDER BY max(ts)
+           newest_ts AS "newest reading",
+           extract(epoch FROM now() - newest_ts) AS "silent for"
+    FROM customer_last_seen
+    WHERE newest_ts >= $__timeFrom() AND newest_ts < now() - interval '{STALE_AFTER}'
+    ORDER BY newest_ts
     LIMIT 500
 """
 
@@ -123,7 +188,7 @@ def customers_variable() -> QueryVariable:
     return (
         QueryVariable("customer")
         .label("Customer")
-        .description("Customers with readings in the dashboard's time range.")
+        .description("Customers seen since the start of the dashboard's time range.")
         .datasource(POSTGRES)
         .query(SqlQuery(CUSTOMERS).build().raw_sql)
         .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
@@ -138,7 +203,8 @@ def selected() -> list[Panel]:
         timeseries(
             "Heart rate of $customer",
             f"Mean heart rate per interval. Dashed lines: the anomaly bands (below {LOW_BPM} "
-            f"and above {HIGH_BPM} bpm).",
+            f"and above {HIGH_BPM} bpm). Ranges over {ROLLUPS_ABOVE} read the per-minute "
+            "rollups.",
             POSTGRES,
             [SqlQuery(HEART_RATE, sql_format="time_series")],
             unit="suffix: bpm",
@@ -192,7 +258,8 @@ def anomalies() -> list[Panel]:
     return [
         table(
             "Anomalies",
-            f"Stored readings below {LOW_BPM} (low) or above {HIGH_BPM} bpm (high), newest first.",
+            f"Stored readings below {LOW_BPM} (low) or above {HIGH_BPM} bpm (high), newest first, "
+            "from the readings whatever the range (kept RAW_RETENTION_DAYS).",
             POSTGRES,
             [SqlQuery(ANOMALIES)],
         ),
@@ -211,7 +278,8 @@ def statistics() -> list[Panel]:
         table(
             "Per-customer statistics",
             "Every customer with readings in the time range: count, mean, extremes, standard "
-            "deviation (sample), anomalies and newest reading.",
+            "deviation (sample), anomalies and newest reading. Ranges over "
+            f"{ROLLUPS_ABOVE} read the per-minute rollups (whole minutes).",
             POSTGRES,
             [SqlQuery(PER_CUSTOMER)],
             width=24,

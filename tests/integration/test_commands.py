@@ -194,9 +194,10 @@ def test_stats_reports_counts_and_per_customer_figures_as_json(pipeline, monkeyp
         assert row["min"] == min(rates)
         assert row["max"] == max(rates)
         assert row["avg"] == pytest.approx(sum(rates) / len(rates), abs=0.05)
-    assert main(["stats"]) == 0
+    assert main(["stats", "--window", "5400"]) == 0
     table = capsys.readouterr().out
     assert f"readings: {len(expected)}" in table
+    assert "(last 5400s, from the rollups)" in table
     assert "stddev" in table
 
 

@@ -22,6 +22,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from heartbeat.cli import main
+from heartbeat.errors import DatabaseUnavailable
 from heartbeat.maintain import LOCK_KEY
 from heartbeat.migrations import Migrator
 from heartbeat.store import Store
@@ -410,3 +411,43 @@ def test_rollups_count_each_stored_reading_once_before_and_after_maintain(
     assert set(sql(database, ROLLED_UP)) == expected
     minute = "SELECT readings FROM heartbeat_minutes WHERE customer_id = 1 AND minute = %s"
     assert sql(database, minute, (t0,)) == [(13,)]
+
+
+def test_batches_written_while_maintain_attaches_their_partition_are_all_stored(
+    store, database, monkeypatch, capsys
+):
+    # No partition yet: every reading goes to the default partition until maintain
+    # attaches today's, moving them; a batch caught in between is told to try again.
+    stop = threading.Event()
+    written: list[Reading] = []
+    retries = 0
+
+    def write() -> None:
+        nonlocal retries
+        second = 0
+        while not stop.is_set():
+            second += 1
+            batch = [reading(c, NOW - timedelta(seconds=second)) for c in range(1, 51)]
+            while True:
+                try:
+                    store.write_batch(GROUP, batch, {})
+                    break
+                except DatabaseUnavailable:
+                    retries += 1
+            written.extend(batch)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        time.sleep(0.5)
+        code, lines = maintain(monkeypatch, database, capsys)
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        writer.join(30)
+    assert code == 0
+    assert any("moved" in line for line in lines), lines
+    print(f"\nbatches told to try again while a partition was attached: {retries}")
+    stored = sql(database, "SELECT customer_id, ts FROM heartbeats")
+    assert len(stored) == len(written) == len(set(stored))
+    assert sql(database, "SELECT count(*) FROM heartbeats_default") == [(0,)]

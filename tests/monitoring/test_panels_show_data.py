@@ -36,6 +36,8 @@ from tests.monitoring.world import CUSTOMERS, GRAFANA_INTERVALS, STALE_CUSTOMERS
 pytestmark = pytest.mark.integration
 
 TIME_RANGE = timedelta(hours=1)  # both dashboards open on the last hour
+# Over an hour, heart-rate panels read the per-minute rollups instead of the readings.
+RANGES = {"readings": TIME_RANGE, "rollups": timedelta(hours=6)}
 
 
 def _sql(conninfo: str, statement: str) -> tuple[list[str], list[tuple[object, ...]]]:
@@ -44,14 +46,14 @@ def _sql(conninfo: str, statement: str) -> tuple[list[str], list[tuple[object, .
         return [column.name for column in cursor.description], cursor.fetchall()
 
 
-def _variable_values(monitored, dashboard) -> dict[str, str]:
+def _variable_values(monitored, dashboard, span: timedelta = TIME_RANGE) -> dict[str, str]:
     """Each SQL variable's options as Grafana would load them; the first two selected."""
     end = datetime.now(UTC)
     values: dict[str, str] = {}
     for variable in variables(dashboard):
         query = variable["query"]
         sql = query if isinstance(query, str) else query["rawSql"]
-        expanded = expand_sql(sql, start=end - TIME_RANGE, end=end, values=values)
+        expanded = expand_sql(sql, start=end - span, end=end, values=values)
         _, rows = _sql(monitored.pipeline.conninfo, expanded)
         options = [str(row[0]) for row in rows]
         assert options, f"variable ${variable['name']} has no options"
@@ -91,18 +93,19 @@ def test_replicas_up_counts_one_producer_and_one_consumer(monitored):
     assert replicas == {"producer": 1.0, "consumer": 1.0}
 
 
+@pytest.mark.parametrize("span", RANGES.values(), ids=RANGES.keys())
 def test_every_postgresql_panel_query_runs_with_grafana_macros_expanded_and_returns_rows(
-    monitored,
+    monitored, span
 ):
     checked, problems = 0, []
     for name, dashboard in dashboards().items():
-        values = _variable_values(monitored, dashboard)
+        values = _variable_values(monitored, dashboard, span)
         for query in panel_queries(name, dashboard):
             if query.datasource == "prometheus":
                 continue
             checked += 1
             end = datetime.now(UTC)
-            sql = expand_sql(query.text, start=end - TIME_RANGE, end=end, values=values)
+            sql = expand_sql(query.text, start=end - span, end=end, values=values)
             try:
                 columns, rows = _sql(monitored.pipeline.conninfo, sql)
             except psycopg.Error as error:
@@ -120,6 +123,44 @@ def _is_time_series(columns: list[str], row: tuple[object, ...]) -> bool:
     values = dict(zip(columns, row, strict=True))
     numeric = [c for c, v in values.items() if c != "time" and isinstance(v, Number | Decimal)]
     return "time" in values and bool(numeric)
+
+
+# What two long-range panels must show, computed from the readings themselves.
+FROM_READINGS = {
+    "Per-customer statistics": """
+        SELECT customer_id, count(*), round(avg(heart_rate), 1), min(heart_rate),
+               max(heart_rate), round(coalesce(stddev_samp(heart_rate), 0), 1),
+               count(*) FILTER (WHERE anomaly IS NOT NULL), max(ts)
+        FROM heartbeats WHERE ts >= %(start)s AND ts < %(end)s
+        GROUP BY 1 ORDER BY 1 LIMIT 1000
+    """,
+    "Readings stored per minute": """
+        SELECT floor(extract(epoch FROM ts) / 60) * 60, count(*), count(DISTINCT customer_id)
+        FROM heartbeats WHERE ts >= %(start)s AND ts < %(end)s
+        GROUP BY 1 ORDER BY 1
+    """,
+}
+
+
+@pytest.mark.parametrize("panel", FROM_READINGS)
+def test_over_a_long_range_the_rollups_show_what_the_readings_hold(monitored, panel):
+    (name, dashboard) = next((n, d) for n, d in dashboards().items() if variables(d))
+    (query,) = [q for q in panel_queries(name, dashboard) if q.panel == panel]
+    # Whole minutes, ended a minute ago: the rollups' last minute runs to `end` + 1 min.
+    end = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=1)
+    start = end - RANGES["rollups"]
+    conninfo = monitored.pipeline.conninfo
+    _, rolled_up = _sql(conninfo, expand_sql(query.text, start=start, end=end, values={}))
+    with psycopg.connect(conninfo) as conn:
+        bounds = {"start": start, "end": end + timedelta(minutes=1)}
+        read = conn.execute(FROM_READINGS[panel], bounds).fetchall()
+    assert len(rolled_up) >= len(STALE_CUSTOMERS), "the quiet customers at least"
+    assert [_rounded(row) for row in rolled_up] == [_rounded(row) for row in read]
+
+
+def _rounded(row: tuple[object, ...]) -> tuple[object, ...]:
+    """Figures to 0.1: a standard deviation from sums may round the other way."""
+    return tuple(round(float(v), 1) if isinstance(v, Decimal | float) else v for v in row)
 
 
 def test_the_customer_variable_offers_the_live_and_the_quiet_customers(monitored):
