@@ -25,7 +25,12 @@ from confluent_kafka import Producer
 from heartbeat_localstack.kafka import KafkaBroker, KafkaSecurity
 from heartbeat_localstack.ports import free_port
 from heartbeat_localstack.postgres import PostgresServer
-from heartbeat_localstack.tls import Authority, create_authority, create_client
+from heartbeat_localstack.tls import (
+    Authority,
+    create_authority,
+    create_client,
+    create_server_for,
+)
 from tests.integration.pipeline import unique, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -399,3 +404,28 @@ def test_no_password_appears_in_any_output_of_any_command(secured, tmp_path, log
     assert "DEBUG" in everything or '"debug"' in everything.lower()  # the level took effect
     assert KAFKA_PASSWORD not in everything
     assert PG_PASSWORD not in everything
+
+
+def test_a_kafka_broker_certificate_for_another_host_is_one_error_naming_the_setting(
+    secured, tmp_path
+):
+    tls_dir = tmp_path / "tls"
+    tls_dir.mkdir()
+    (tls_dir / "ca.crt").write_bytes(secured.authority.ca_cert.read_bytes())
+    cert, key = create_server_for(secured.authority, tmp_path / "other", "other.example")
+    (tls_dir / "server.pem").write_bytes(key.read_bytes() + cert.read_bytes())
+    security = KafkaSecurity(tls_dir, "heartbeat", KAFKA_PASSWORD)
+    broker = KafkaBroker(tmp_path / "kafka", heap="256m", security=security)
+    broker.start()
+    try:
+        address = {"KAFKA_BOOTSTRAP_SERVERS": broker.sasl_ssl_bootstrap_servers}
+        env = command_env(tmp_path, secured.kafka_env("sasl_ssl"), address)
+        tailed = heartbeat(env, "tail", "--idle-timeout", "1", cwd=tmp_path)
+    finally:
+        broker.stop(timeout=15)
+
+    assert tailed.returncode == 1, tailed.stderr
+    assert "Traceback" not in tailed.stderr
+    errors = errors_of(tailed)
+    assert len(errors) == 1, tailed.stderr
+    assert "another host" in errors[0]
