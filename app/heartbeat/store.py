@@ -44,6 +44,7 @@ from heartbeat import dead_letter_rows, reading_rows
 from heartbeat.dead_letter_rows import DeadLetter, Source, from_record
 from heartbeat.errors import DatabaseUnavailable, FatalError, SettingsError
 from heartbeat.kafka import Partition, Record
+from heartbeat.security_hints import postgres_hint, with_hint
 from heartbeat.validation import Anomaly, Reading, Rejection, conflicting_reading
 
 logger = logging.getLogger(__name__)
@@ -167,7 +168,9 @@ def _milliseconds(seconds: float) -> str:
 
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    first = text[0] if text else type(exc).__name__
+    # A TLS or login refusal also says which part of DATABASE_URL (or PG*) to check.
+    return with_hint(first, postgres_hint(str(exc)))
 
 
 class Store:
