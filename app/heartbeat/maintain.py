@@ -10,7 +10,8 @@ meanwhile, from a CronJob, ``make dev`` or by hand, finds it taken and does noth
 2. forget pending minutes past the raw retention, then recompute every pending minute
    from the readings (``heartbeat.partition_sql.ROLLUP``, ten minutes per statement);
 3. the same as 1. for ``heartbeat_minutes``;
-4. forget customers not seen within the rollup retention.
+4. delete fleet minutes and forget customers older than the rollup retention (small
+   tables: one row a minute, one row a customer).
 
 A step that cannot get its locks within MAINTENANCE_LOCK_TIMEOUT_SECONDS is tried
 three times, then reported as not done; the others still run, and the next run does
@@ -101,6 +102,14 @@ class Maintainer:
             # lands in the default partition and gets its own here.
             self._partitions(self.rollups, now, report)
             rollup_expiry = maintenance.expiry(now, self.rollups.interval, self.rollups.retention)
+            expired = self._step(
+                "forget fleet minutes",
+                [(partition_sql.FORGET_FLEET_MINUTES, {"before": rollup_expiry})],
+            )
+            if expired and expired[0]:
+                report.done.append(
+                    f"deleted {expired[0]} fleet minutes before {_at(rollup_expiry)}"
+                )
             forgotten = self._step(
                 "forget customers", [(partition_sql.FORGET_CUSTOMERS, {"before": rollup_expiry})]
             )
@@ -165,6 +174,7 @@ class Maintainer:
             )
             rows += counts[0] if counts else 0
         if minutes:
+            self._step("analyze pending minutes", [(partition_sql.ANALYZE_PENDING, None)])
             report.done.append(f"rolled up {len(minutes)} pending minutes ({rows} rows)")
 
     # --- steps -------------------------------------------------------------------

@@ -43,20 +43,20 @@ ORDER BY 3 NULLS FIRST
 PENDING_MINUTES = "SELECT DISTINCT minute FROM heartbeat_minutes_pending ORDER BY minute"
 DISCARD_PENDING = "DELETE FROM heartbeat_minutes_pending WHERE minute < %(before)s"
 FORGET_CUSTOMERS = "DELETE FROM customer_last_seen WHERE newest_ts < %(before)s"
+# Readers join the pending minutes: keep the planner's idea of their number current
+# (a stale one, after many were taken, turns a small join into a large plan).
+ANALYZE_PENDING = "ANALYZE heartbeat_minutes_pending"
 # Each pending minute of [lower, upper) is taken and recomputed from the readings, in
 # one statement: one snapshot, so every batch whose pending row is taken is counted
 # whole. A batch committing meanwhile leaves its row for the next run. Replacing the
-# figures, never adding to them, makes a second recomputation harmless.
-ROLLUP = f"""
-WITH taken AS (
-    DELETE FROM heartbeat_minutes_pending
-    WHERE minute >= %(lower)s AND minute < %(upper)s
-    RETURNING minute
+# figures, never adding to them, makes a second recomputation harmless. Rows go in
+# minute order, which keeps the BRIN index on minute selective.
+ROLLUP_COLUMNS = (
+    "customer_id, minute, readings, min_heart_rate, max_heart_rate, sum_heart_rate,"
+    " sum_squares, low_anomalies, high_anomalies, newest_ts"
 )
-INSERT INTO heartbeat_minutes AS m (
-    customer_id, minute, readings, min_heart_rate, max_heart_rate, sum_heart_rate,
-    sum_squares, low_anomalies, high_anomalies, newest_ts
-)
+# Each customer's figures per minute, from the readings of [lower, upper).
+AGGREGATE_MINUTES = f"""
 SELECT h.customer_id,
        date_bin('1 minute', h.ts, {MINUTE_ORIGIN}),
        count(*),
@@ -69,8 +69,40 @@ SELECT h.customer_id,
        max(h.ts)
 FROM heartbeats AS h
 WHERE h.ts >= %(lower)s AND h.ts < %(upper)s
-  AND date_bin('1 minute', h.ts, {MINUTE_ORIGIN}) IN (SELECT minute FROM taken)
-GROUP BY 1, 2
+"""
+# Each pending minute of [lower, upper) is taken and recomputed from the readings, per
+# customer and for the whole fleet, in one statement: one snapshot, so every batch whose
+# pending row is taken is counted whole, and the two tables agree. A batch committing
+# meanwhile leaves its row for the next run. Replacing the figures, never adding to
+# them, makes a second recomputation harmless. Rows go in minute order, which keeps the
+# BRIN index on minute selective. The statement's count is the per-customer rows.
+ROLLUP = f"""
+WITH taken AS (
+    DELETE FROM heartbeat_minutes_pending
+    WHERE minute >= %(lower)s AND minute < %(upper)s
+    RETURNING minute
+), per_customer ({ROLLUP_COLUMNS}) AS (
+    {AGGREGATE_MINUTES}
+      AND date_bin('1 minute', h.ts, {MINUTE_ORIGIN}) IN (SELECT minute FROM taken)
+    GROUP BY 1, 2
+), fleet AS (
+    INSERT INTO heartbeat_fleet_minutes AS f (
+        minute, readings, customers, low_anomalies, high_anomalies, newest_ts
+    )
+    SELECT minute, sum(readings), count(*), sum(low_anomalies), sum(high_anomalies),
+           max(newest_ts)
+    FROM per_customer
+    GROUP BY minute
+    ON CONFLICT (minute) DO UPDATE SET
+        readings = EXCLUDED.readings,
+        customers = EXCLUDED.customers,
+        low_anomalies = EXCLUDED.low_anomalies,
+        high_anomalies = EXCLUDED.high_anomalies,
+        newest_ts = EXCLUDED.newest_ts
+)
+INSERT INTO heartbeat_minutes AS m ({ROLLUP_COLUMNS})
+SELECT {ROLLUP_COLUMNS} FROM per_customer
+ORDER BY minute, customer_id
 ON CONFLICT (customer_id, minute) DO UPDATE SET
     readings = EXCLUDED.readings,
     min_heart_rate = EXCLUDED.min_heart_rate,
@@ -81,6 +113,7 @@ ON CONFLICT (customer_id, minute) DO UPDATE SET
     high_anomalies = EXCLUDED.high_anomalies,
     newest_ts = EXCLUDED.newest_ts
 """
+FORGET_FLEET_MINUTES = "DELETE FROM heartbeat_fleet_minutes WHERE minute < %(before)s"
 
 
 def literal(moment: datetime) -> str:

@@ -47,32 +47,41 @@ GROUP BY customer_id
 ORDER BY customer_id
 LIMIT %(limit)s
 """
+# The fleet's figures per minute, and the customers seen since the window's start
+# (one row each; a customer's time there may be up to 10 s behind its newest reading).
 ROLLED_UP_TOTALS = f"""
-SELECT coalesce(sum(readings), 0)::bigint AS readings,
-       coalesce(sum(low_anomalies), 0)::bigint AS low_anomalies,
-       coalesce(sum(high_anomalies), 0)::bigint AS high_anomalies,
-       count(DISTINCT customer_id) AS customers,
-       max(newest_ts) AS newest,
-       extract(epoch FROM now() - max(newest_ts))::float8 AS newest_age_seconds
-FROM heartbeat_minutes_live
-WHERE minute >= {ROLLED_UP_SINCE}
+SELECT coalesce(sum(f.readings), 0)::bigint AS readings,
+       coalesce(sum(f.low_anomalies), 0)::bigint AS low_anomalies,
+       coalesce(sum(f.high_anomalies), 0)::bigint AS high_anomalies,
+       (SELECT count(*) FROM customer_last_seen WHERE newest_ts >= {ROLLED_UP_SINCE})
+           AS customers,
+       max(f.newest_ts) AS newest,
+       extract(epoch FROM now() - max(f.newest_ts))::float8 AS newest_age_seconds
+FROM heartbeat_fleet_minutes_live AS f
+WHERE f.minute >= {ROLLED_UP_SINCE}
 """
-# The sample standard deviation from the sums: sqrt((sum x^2 - (sum x)^2 / n) / (n - 1)).
+# Customer by customer in id order, each one's minutes through the key, until ``limit``
+# customers with readings are found (any seen in the window is in customer_last_seen
+# at most 10 s before its newest reading). The sample standard deviation from the sums:
+# sqrt((sum x^2 - (sum x)^2 / n) / (n - 1)).
 ROLLED_UP_PER_CUSTOMER = f"""
-SELECT customer_id,
-       sum(readings)::bigint AS readings,
-       round(sum(sum_heart_rate)::numeric / sum(readings), 1)::float8 AS avg,
-       min(min_heart_rate) AS min,
-       max(max_heart_rate) AS max,
-       round(coalesce(sqrt(greatest(
-           sum(sum_squares) - sum(sum_heart_rate) ^ 2 / sum(readings), 0
-       ) / nullif(sum(readings) - 1, 0)), 0), 1)::float8 AS stddev,
-       sum(low_anomalies + high_anomalies)::bigint AS anomalies,
-       max(newest_ts) AS newest
-FROM heartbeat_minutes_live
-WHERE minute >= {ROLLED_UP_SINCE}
-GROUP BY customer_id
-ORDER BY customer_id
+SELECT s.customer_id, r.readings, r.avg, r.min, r.max, r.stddev, r.anomalies, r.newest
+FROM customer_last_seen AS s
+CROSS JOIN LATERAL (
+    SELECT sum(readings)::bigint AS readings,
+           round(sum(sum_heart_rate)::numeric / sum(readings), 1)::float8 AS avg,
+           min(min_heart_rate) AS min,
+           max(max_heart_rate) AS max,
+           round(coalesce(sqrt(greatest(
+               sum(sum_squares) - sum(sum_heart_rate) ^ 2 / sum(readings), 0
+           ) / nullif(sum(readings) - 1, 0)), 0), 1)::float8 AS stddev,
+           sum(low_anomalies + high_anomalies)::bigint AS anomalies,
+           max(newest_ts) AS newest
+    FROM heartbeat_minutes_live
+    WHERE customer_id = s.customer_id AND minute >= {ROLLED_UP_SINCE}
+) AS r
+WHERE s.newest_ts >= {ROLLED_UP_SINCE} - interval '10 seconds' AND r.readings > 0
+ORDER BY s.customer_id
 LIMIT %(limit)s
 """
 

@@ -49,9 +49,12 @@ from heartbeat.validation import Anomaly, Reading, Rejection, conflicting_readin
 
 logger = logging.getLogger(__name__)
 
+# JIT compilation costs hundreds of milliseconds on the large estimates of queries over
+# partitions and rollups, which then run in tens: none of ours gains from it.
 SET_TIMEOUTS = """
 SELECT set_config('statement_timeout', %(statement)s, false),
-       set_config('lock_timeout', %(lock)s, false)
+       set_config('lock_timeout', %(lock)s, false),
+       set_config('jit', 'off', false)
 """
 SET_LOCAL_LOCK_TIMEOUT = "SELECT set_config('lock_timeout', %(lock)s, true)"
 TRY_ADVISORY_LOCK = "SELECT pg_try_advisory_lock(%(key)s)"

@@ -2,7 +2,8 @@
 
 Tables and columns are those of ``sql/``: ``heartbeats`` (the readings, kept
 RAW_RETENTION_DAYS), ``heartbeat_minutes_live`` (per-customer, per-minute rollups, exact
-for the minutes still pending too) and ``customer_last_seen`` (one row per customer).
+for the minutes still pending too), ``heartbeat_fleet_minutes_live`` (the same for the
+whole fleet, one row a minute) and ``customer_last_seen`` (one row per customer).
 Panels over a range longer than ROLLUPS_ABOVE read the rollups, shorter ones the
 readings: each query is the two, of which PostgreSQL runs only the one whose condition
 on the range holds (a constant, so the other is never planned into a scan).
@@ -28,6 +29,9 @@ LOW_BPM, HIGH_BPM = 45, 180  # heartbeat.validation's anomaly bands
 ROLLUPS_ABOVE = "1 hour"
 LONG = f"$__timeTo()::timestamptz - $__timeFrom()::timestamptz > interval '{ROLLUPS_ABOVE}'"
 SHORT = f"NOT ({LONG})"
+# customer_last_seen may be up to 10 s behind a customer's newest reading.
+SEEN_SINCE_START = "$__timeFrom()::timestamptz - interval '10 seconds'"
+MINUTE_OF_TS = "date_bin('1 minute', ts, TIMESTAMPTZ '2000-01-01 00:00:00+00')"
 
 
 def _stddev(prefix: str = "") -> str:
@@ -40,10 +44,10 @@ def _stddev(prefix: str = "") -> str:
 
 
 # Customers seen since the start of the range, from one row per customer.
-CUSTOMERS = """
+CUSTOMERS = f"""
     SELECT customer_id
     FROM customer_last_seen
-    WHERE newest_ts >= $__timeFrom()
+    WHERE newest_ts >= {SEEN_SINCE_START}
     ORDER BY customer_id
     LIMIT 1000
 """
@@ -83,6 +87,8 @@ SELECTED_STATS = f"""
     HAVING count(*) > 0
 """
 
+# Over a long range, customer by customer in id order (one index range each), so the
+# first 1000 with readings are found without aggregating every customer's minutes.
 PER_CUSTOMER = f"""
     (SELECT customer_id AS "customer",
             count(*) AS "readings",
@@ -98,18 +104,21 @@ PER_CUSTOMER = f"""
      ORDER BY customer_id
      LIMIT 1000)
     UNION ALL
-    (SELECT customer_id,
-            sum(readings),
-            round(sum(sum_heart_rate)::numeric / sum(readings), 1),
-            min(min_heart_rate),
-            max(max_heart_rate),
-            {_stddev()},
-            sum(low_anomalies + high_anomalies),
-            max(newest_ts)
-     FROM heartbeat_minutes_live
-     WHERE {LONG} AND $__timeFilter(minute)
-     GROUP BY customer_id
-     ORDER BY customer_id
+    (SELECT s.customer_id, r.readings, r.avg, r.min, r.max, r.stddev, r.anomalies, r.newest
+     FROM customer_last_seen AS s
+     CROSS JOIN LATERAL (
+         SELECT sum(readings) AS readings,
+                round(sum(sum_heart_rate)::numeric / sum(readings), 1) AS avg,
+                min(min_heart_rate) AS min,
+                max(max_heart_rate) AS max,
+                {_stddev()} AS stddev,
+                sum(low_anomalies + high_anomalies) AS anomalies,
+                max(newest_ts) AS newest
+         FROM heartbeat_minutes_live
+         WHERE customer_id = s.customer_id AND $__timeFilter(minute)
+     ) AS r
+     WHERE {LONG} AND s.newest_ts >= {SEEN_SINCE_START} AND r.readings > 0
+     ORDER BY s.customer_id
      LIMIT 1000)
     ORDER BY 1
 """
@@ -127,39 +136,36 @@ ANOMALIES = """
     LIMIT 500
 """
 
+# Per-minute panels over all customers: on the readings, bucketed with date_bin
+# (timestamp arithmetic, several times cheaper per row than $__timeGroupAlias's
+# numeric one); over long ranges, one row a minute for the whole fleet.
 ANOMALIES_PER_MINUTE = f"""
-    SELECT $__timeGroupAlias(ts, '1m'),
+    SELECT {MINUTE_OF_TS} AS "time",
            anomaly AS metric,
            count(*) AS anomalies
     FROM heartbeats
     WHERE {SHORT} AND anomaly IS NOT NULL AND $__timeFilter(ts)
     GROUP BY 1, 2
     UNION ALL
-    SELECT $__timeGroupAlias(minute, '1m'),
-           kind,
-           sum(CASE kind WHEN 'low' THEN low_anomalies ELSE high_anomalies END)
-    FROM heartbeat_minutes_live
+    SELECT minute, kind, CASE kind WHEN 'low' THEN low_anomalies ELSE high_anomalies END
+    FROM heartbeat_fleet_minutes_live
     CROSS JOIN (VALUES ('low'), ('high')) AS kinds (kind)
-    WHERE {LONG} AND low_anomalies + high_anomalies > 0 AND $__timeFilter(minute)
-    GROUP BY 1, 2
-    HAVING sum(CASE kind WHEN 'low' THEN low_anomalies ELSE high_anomalies END) > 0
+    WHERE {LONG} AND $__timeFilter(minute)
+      AND CASE kind WHEN 'low' THEN low_anomalies ELSE high_anomalies END > 0
     ORDER BY 1
 """
 
 READINGS_PER_MINUTE = f"""
-    SELECT $__timeGroupAlias(ts, '1m'),
+    SELECT {MINUTE_OF_TS} AS "time",
            count(*) AS readings,
            count(DISTINCT customer_id) AS customers
     FROM heartbeats
     WHERE {SHORT} AND $__timeFilter(ts)
     GROUP BY 1
     UNION ALL
-    SELECT $__timeGroupAlias(minute, '1m'),
-           sum(readings),
-           count(*)
-    FROM heartbeat_minutes_live
+    SELECT minute, readings, customers
+    FROM heartbeat_fleet_minutes_live
     WHERE {LONG} AND $__timeFilter(minute)
-    GROUP BY 1
     ORDER BY 1
 """
 

@@ -55,6 +55,8 @@ def test_migrate_applies_lists_and_rolls_back_the_last_steps(empty_database, cap
         "heartbeat_minutes_default",
         "heartbeat_minutes_pending",
         "heartbeat_minutes_live",
+        "heartbeat_fleet_minutes",
+        "heartbeat_fleet_minutes_live",
     }
     later = [
         "0002.consumer-offsets",
@@ -62,6 +64,7 @@ def test_migrate_applies_lists_and_rolls_back_the_last_steps(empty_database, cap
         "0004.customer-last-seen",
         "0005.heartbeats-by-time",
         "0006.heartbeat-minutes",
+        "0007.heartbeat-fleet-minutes",
     ]
     assert main(["migrate", "status"]) == 0
     assert capsys.readouterr().out.splitlines() == [
@@ -239,17 +242,25 @@ def test_stale_customers_are_those_silent_longer_than_the_threshold(pipeline):
     from datetime import UTC, datetime, timedelta
 
     from heartbeat.store import Store
+    from heartbeat.validation import Reading
 
     now = datetime.now(UTC)
-    pipeline.sql(
-        "INSERT INTO heartbeats (customer_id, ts, heart_rate) VALUES"
-        " (1, %(fresh)s, 70), (2, %(old)s, 70), (3, %(old)s, 71), (4, %(ancient)s, 72)",
-        {
-            "fresh": now - timedelta(seconds=30),
-            "old": now - timedelta(minutes=10),
-            "ancient": now - timedelta(hours=3),
-        },
+    fresh, old, ancient = (
+        now - timedelta(seconds=30),
+        now - timedelta(minutes=10),
+        now - timedelta(hours=3),
     )
     with Store(pipeline.conninfo) as store:
+        # Through the store, which keeps each customer's last-seen time the count reads.
+        store.write_batch(
+            "group",
+            [
+                Reading(1, fresh, 70, None),
+                Reading(2, old, 70, None),
+                Reading(3, old, 71, None),
+                Reading(4, ancient, 72, None),
+            ],
+            {},
+        )
         assert store.count_stale_customers(300) == 2  # 4 went quiet too long ago to count
         assert store.count_stale_customers(900) == 0

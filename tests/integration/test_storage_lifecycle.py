@@ -126,6 +126,17 @@ SELECT customer_id, date_bin('1 minute', ts, TIMESTAMPTZ '2000-01-01 00:00:00+00
        max(ts)
 FROM heartbeats GROUP BY 1, 2
 """
+FLEET_PER_MINUTE = """
+SELECT date_bin('1 minute', ts, TIMESTAMPTZ '2000-01-01 00:00:00+00'), count(*),
+       count(DISTINCT customer_id), count(*) FILTER (WHERE anomaly = 'low'),
+       count(*) FILTER (WHERE anomaly = 'high'), max(ts)
+FROM heartbeats GROUP BY 1
+"""
+FLEET = """
+SELECT minute, readings, customers, low_anomalies, high_anomalies, newest_ts
+FROM heartbeat_fleet_minutes
+"""
+FLEET_LIVE = FLEET.replace("heartbeat_fleet_minutes", "heartbeat_fleet_minutes_live")
 ROLLED_UP = """
 SELECT customer_id, minute, readings, min_heart_rate, max_heart_rate, sum_heart_rate,
        low_anomalies, high_anomalies, newest_ts
@@ -153,11 +164,13 @@ def test_the_migration_converts_a_populated_table_into_daily_partitions_without_
         "0004.customer-last-seen",
         "0005.heartbeats-by-time",
         "0006.heartbeat-minutes",
+        "0007.heartbeat-fleet-minutes",
     ]
     assert set(sql(conninfo, EVERY_ROW)) == before
     assert partitions(conninfo) == sorted([*days, "heartbeats_default"])
     assert sql(conninfo, "SELECT count(*) FROM heartbeats_default") == [(0,)]
     assert set(sql(conninfo, ROLLED_UP)) == set(sql(conninfo, PER_MINUTE))
+    assert set(sql(conninfo, FLEET)) == set(sql(conninfo, FLEET_PER_MINUTE))
     assert set(sql(conninfo, "SELECT customer_id, newest_ts FROM customer_last_seen")) == set(
         sql(conninfo, "SELECT customer_id, max(ts) FROM heartbeats GROUP BY 1")
     )
@@ -175,7 +188,11 @@ def test_rolling_the_partitioning_back_keeps_every_reading_in_one_table(
     before = set(sql(conninfo, EVERY_ROW))
     with Migrator(conninfo) as migrator:
         migrator.apply()
-        assert migrator.rollback(2) == ["0006.heartbeat-minutes", "0005.heartbeats-by-time"]
+        assert migrator.rollback(3) == [
+            "0007.heartbeat-fleet-minutes",
+            "0006.heartbeat-minutes",
+            "0005.heartbeats-by-time",
+        ]
     assert sql(conninfo, "SELECT relkind::text FROM pg_class WHERE relname = 'heartbeats'") == [
         ("r",)
     ]
@@ -395,6 +412,8 @@ def test_rollups_count_each_stored_reading_once_before_and_after_maintain(
     assert sum(row[7] for row in expected) > 0, "high anomalies"
     assert sql(database, "SELECT count(*) FROM heartbeat_minutes") == [(0,)]
     assert set(sql(database, LIVE)) == expected, "pending minutes are computed from readings"
+    fleet = set(sql(database, FLEET_PER_MINUTE))
+    assert set(sql(database, FLEET_LIVE)) == fleet
 
     code, lines = maintain(monkeypatch, database, capsys)
     assert code == 0
@@ -402,6 +421,7 @@ def test_rollups_count_each_stored_reading_once_before_and_after_maintain(
     assert sql(database, "SELECT count(*) FROM heartbeat_minutes_pending") == [(0,)]
     assert set(sql(database, ROLLED_UP)) == expected
     assert set(sql(database, LIVE)) == expected
+    assert set(sql(database, FLEET)) == set(sql(database, FLEET_LIVE)) == fleet
 
     late = reading(1, t0 + timedelta(seconds=1), 200)  # late, for a minute rolled up
     store.write_batch(GROUP, [late], {})
@@ -409,6 +429,7 @@ def test_rollups_count_each_stored_reading_once_before_and_after_maintain(
     assert set(sql(database, LIVE)) == expected
     assert maintain(monkeypatch, database, capsys)[1] == ["rolled up 1 pending minutes (2 rows)"]
     assert set(sql(database, ROLLED_UP)) == expected
+    assert set(sql(database, FLEET)) == set(sql(database, FLEET_PER_MINUTE))
     minute = "SELECT readings FROM heartbeat_minutes WHERE customer_id = 1 AND minute = %s"
     assert sql(database, minute, (t0,)) == [(13,)]
 

@@ -135,7 +135,8 @@ FROM_READINGS = {
         GROUP BY 1 ORDER BY 1 LIMIT 1000
     """,
     "Readings stored per minute": """
-        SELECT floor(extract(epoch FROM ts) / 60) * 60, count(*), count(DISTINCT customer_id)
+        SELECT date_bin('1 minute', ts, TIMESTAMPTZ '2000-01-01 00:00:00+00'), count(*),
+               count(DISTINCT customer_id)
         FROM heartbeats WHERE ts >= %(start)s AND ts < %(end)s
         GROUP BY 1 ORDER BY 1
     """,
