@@ -8,7 +8,7 @@ from typing import Any
 Manifest = dict[str, Any]
 
 LONG_RUNNING_KINDS = {"Deployment", "StatefulSet", "DaemonSet"}
-POD_TEMPLATE_KINDS = LONG_RUNNING_KINDS | {"Job"}
+POD_TEMPLATE_KINDS = LONG_RUNNING_KINDS | {"Job", "CronJob"}
 
 
 def of_kind(manifests: Iterable[Manifest], kind: str) -> list[Manifest]:
@@ -29,6 +29,8 @@ def ident(manifest: Manifest) -> str:
 def pod_spec(manifest: Manifest) -> dict[str, Any]:
     if manifest["kind"] == "Pod":
         return dict(manifest["spec"])
+    if manifest["kind"] == "CronJob":
+        return dict(manifest["spec"]["jobTemplate"]["spec"]["template"]["spec"])
     return dict(manifest["spec"]["template"]["spec"])
 
 
