@@ -9,6 +9,8 @@ STACK_DIR := .stack
 PRODUCER_METRICS_PORT ?= 8001
 CONSUMER_METRICS_PORT ?= 8002
 PYTEST_ARGS ?=
+# e.g. BENCH_STORAGE_ARGS="--readings 10000000" for a quicker make bench-storage
+BENCH_STORAGE_ARGS ?=
 IMAGE ?= heartbeat:dev
 # kwok: fake nodes (fast, nothing runs); real: one node whose kubelet runs pods on containerd.
 NODES ?= kwok
@@ -84,9 +86,11 @@ migrate: stack ## Apply pending database migrations to the local PostgreSQL
 	set -a; . $(STACK_DIR)/env; set +a; $(VENV)/bin/heartbeat migrate
 
 .PHONY: dev
-dev: migrate ## Run the whole pipeline locally: stack, migrations, producer and consumer (Ctrl-C stops)
+dev: migrate ## Run the whole pipeline locally: stack, migrations, maintenance, producer and consumer (Ctrl-C stops)
 	@set -a; . $(STACK_DIR)/env; set +a; \
-	trap 'kill -TERM $$producer $$consumer 2>/dev/null; wait $$producer $$consumer; echo; echo "stopped; the stack keeps running (make stack-down stops it)"; exit 0' INT TERM; \
+	$(VENV)/bin/heartbeat maintain || exit 1; \
+	trap 'kill -TERM $$producer $$consumer $$maintainer 2>/dev/null; wait $$producer $$consumer $$maintainer; echo; echo "stopped; the stack keeps running (make stack-down stops it)"; exit 0' INT TERM; \
+	$(VENV)/bin/heartbeat maintain --every 60 >/dev/null & maintainer=$$!; \
 	METRICS_PORT=$(CONSUMER_METRICS_PORT) $(VENV)/bin/heartbeat consume & consumer=$$!; \
 	METRICS_PORT=$(PRODUCER_METRICS_PORT) $(VENV)/bin/heartbeat produce & producer=$$!; \
 	echo ""; \
@@ -94,10 +98,11 @@ dev: migrate ## Run the whole pipeline locally: stack, migrations, producer and 
 	echo "  consumer metrics  http://127.0.0.1:$(CONSUMER_METRICS_PORT)/metrics  (/healthz, /readyz)"; \
 	echo "  Kafka             $$KAFKA_BOOTSTRAP_SERVERS  (make tail, make tail-dlq)"; \
 	echo "  PostgreSQL        psql -h $$PGHOST -p $$PGPORT -U $$PGUSER $$PGDATABASE  (make stats)"; \
-	echo "  Ctrl-C stops the producer and consumer"; \
+	echo "  maintenance       heartbeat maintain every 60 s (partitions, retention, rollups)"; \
+	echo "  Ctrl-C stops the producer, consumer and maintenance"; \
 	echo ""; \
 	while kill -0 $$producer 2>/dev/null && kill -0 $$consumer 2>/dev/null; do sleep 1; done; \
-	kill -TERM $$producer $$consumer 2>/dev/null; wait $$producer $$consumer; \
+	kill -TERM $$producer $$consumer $$maintainer 2>/dev/null; wait $$producer $$consumer $$maintainer; \
 	echo "the producer or the consumer stopped (its message is above), so both are stopped"; exit 1
 
 .PHONY: monitor
@@ -142,8 +147,12 @@ lint: install ## ruff, mypy and the import-layering contracts
 	$(VENV)/bin/lint-imports
 
 .PHONY: bench
-bench: install system-deps ## Benchmark: end-to-end readings/s against a naive row-at-a-time writer
+bench: install system-deps ## Benchmark: end-to-end readings/s against a naive row-at-a-time writer, and the drain rate partitioned vs one table
 	$(PY) -m tests.benchmarks.pipeline_throughput
+
+.PHONY: bench-storage
+bench-storage: install system-deps ## Benchmark storage: a batch's write cost, then 100M readings built in SQL, every panel and stats query timed, a day dropped
+	$(PY) -m tests.benchmarks.storage_scale $(BENCH_STORAGE_ARGS)
 
 .PHONY: docs
 docs: install ## Regenerate .env.example and the README settings table from the settings

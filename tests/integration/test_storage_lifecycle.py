@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -472,3 +473,28 @@ def test_batches_written_while_maintain_attaches_their_partition_are_all_stored(
     stored = sql(database, "SELECT customer_id, ts FROM heartbeats")
     assert len(stored) == len(written) == len(set(stored))
     assert sql(database, "SELECT count(*) FROM heartbeats_default") == [(0,)]
+
+
+def test_maintain_every_n_seconds_runs_until_sigterm_then_exits_0(database, tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "heartbeat", "maintain", "--every", "0.5"],
+        env={**os.environ, "DATABASE_URL": database},
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while len(partitions(database)) < 5 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.2)  # at least two more runs, with nothing to do
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    lines = out.splitlines()
+    assert sum(line.startswith("created heartbeats_p") for line in lines) == 4
+    assert lines.count("nothing to do") >= 2
