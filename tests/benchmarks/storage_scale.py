@@ -173,10 +173,10 @@ def read_cost(admin: str, settings: Settings, readings: int) -> None:
     print(f"\nbuilt {built.readings:,} readings in {time.perf_counter() - started:.1f} s ({steps})")
     with psycopg.connect(conninfo) as conn:
         sizes = conn.execute(
-            "SELECT pg_size_pretty(sum(pg_total_relation_size(c.oid))) FILTER"
-            " (WHERE i.inhparent = 'heartbeats'::regclass),"
-            " pg_size_pretty(sum(pg_total_relation_size(c.oid))) FILTER"
-            " (WHERE i.inhparent = 'heartbeat_minutes'::regclass)"
+            "SELECT pg_size_pretty(sum(pg_total_relation_size(c.oid))"
+            " FILTER (WHERE i.inhparent = 'heartbeats'::regclass)),"
+            " pg_size_pretty(sum(pg_total_relation_size(c.oid))"
+            " FILTER (WHERE i.inhparent = 'heartbeat_minutes'::regclass))"
             " FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
         ).fetchone()
     print(f"on disk, with indexes: readings {sizes[0]}, per-minute rollups {sizes[1]}")
