@@ -9,11 +9,16 @@ then measures, on one set of generated readings:
   consumer validates, dead-letters, and stores them with batched binary COPY,
   committing rows and offsets together; the clock stops when every offset is
   stored.
+* drain: the real consumer again, in a group of its own, reading the whole topic
+  from the start, into a database whose ``heartbeats`` is partitioned by day
+  (partitions made by ``heartbeat maintain``, as shipped) and into one where it is a
+  single table, alternately, twice each (the best of each is kept); the clock runs
+  from the first stored offset to the last.
 * naive: a consumer of the same topic (its own group, its own database) that
   validates and then INSERTs and COMMITs one row per message.
 
-It prints readings/s for each and their ratio. The machine is shared, so read
-the ratio, not the absolute figures; nothing here asserts a threshold.
+It prints readings/s for each and their ratios. The machine is shared, so read
+the ratios, not the absolute figures; nothing here asserts a threshold.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import psycopg
 from heartbeat.consumer import ConsumerApp
 from heartbeat.generator import ReadingGenerator
 from heartbeat.kafka import DeliveryReport, KafkaConsumer, KafkaProducer, ensure_topics
+from heartbeat.maintain import Maintainer
 from heartbeat.metrics import ConsumerMetrics, new_registry
 from heartbeat.server import Health
 from heartbeat.settings import Settings
@@ -41,6 +47,35 @@ from heartbeat_localstack.postgres import PostgresServer
 from tests.integration.pipeline import create_database
 
 logger = logging.getLogger("benchmark")
+
+# The shipped schema with heartbeats as one table again (same columns, constraints and
+# indexes); the views reading it are not needed to store readings.
+UNPARTITION = """
+DROP VIEW heartbeat_fleet_minutes_live;
+DROP VIEW heartbeat_minutes_live;
+ALTER TABLE heartbeats RENAME TO heartbeats_partitioned;
+CREATE TABLE heartbeats (LIKE heartbeats_partitioned INCLUDING ALL);
+DROP TABLE heartbeats_partitioned;
+"""
+
+
+def partitioned_database(admin: str, name: str, settings: Settings) -> str:
+    conninfo = create_database(admin, name)
+    with Store(conninfo, max_size=2) as store:
+        Maintainer(store, settings).run()
+    return conninfo
+
+
+def unpartitioned_database(admin: str, name: str) -> str:
+    conninfo = create_database(admin, name)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(UNPARTITION)
+        row = conn.execute(
+            "SELECT count(*) FROM pg_indexes WHERE tablename = 'heartbeats'"
+        ).fetchone()
+    if not row or row[0] != 3:  # the key, the BRIN on ts, the partial one on anomalies
+        raise SystemExit(f"the single heartbeats table has {row} indexes, not 3")
+    return conninfo
 
 
 def stored_total(conninfo: str, group: str) -> int:
@@ -90,6 +125,31 @@ def run_pipeline(settings: Settings, conninfo: str, payloads: list[tuple[bytes, 
     thread.join(60)
     store.close()
     return elapsed
+
+
+def run_drain(settings: Settings, conninfo: str, expected: int) -> float:
+    """Seconds per reading stored while the consumer drains a full topic; from the first
+    stored offset (after it joined the group) to the last."""
+    store = Store(conninfo, max_size=2)
+    store.open()
+    app = ConsumerApp(
+        settings,
+        store=store,
+        metrics=ConsumerMetrics(new_registry(process_collectors=False)),
+        health=Health(("kafka", "postgres"), 600),
+    )
+    thread = threading.Thread(target=app.run, daemon=True)
+    thread.start()
+    while (first := stored_total(conninfo, settings.kafka_consumer_group)) == 0:
+        time.sleep(0.01)
+    started = time.perf_counter()
+    while stored_total(conninfo, settings.kafka_consumer_group) < expected:
+        time.sleep(0.02)
+    elapsed = time.perf_counter() - started
+    app.request_stop()
+    thread.join(60)
+    store.close()
+    return elapsed / max(1, expected - first)
 
 
 def run_naive(settings: Settings, conninfo: str, expected: int) -> float:
@@ -157,8 +217,21 @@ def main() -> None:
             naive = base.model_copy(update={"kafka_consumer_group": "bench-naive"})
 
             pipeline_seconds = run_pipeline(
-                pipeline, create_database(database.conninfo, "bench_pipeline"), payloads
+                pipeline,
+                partitioned_database(database.conninfo, "bench_pipeline", pipeline),
+                payloads,
             )
+            # Alternated, twice each, the best kept: the machine is shared.
+            drains: dict[str, float] = {}
+            for round_ in range(2):
+                for label, make in (
+                    ("by day", lambda name: partitioned_database(database.conninfo, name, base)),
+                    ("one table", lambda name: unpartitioned_database(database.conninfo, name)),
+                ):
+                    name = f"bench_{label.replace(' ', '_')}_{round_}"
+                    group = base.model_copy(update={"kafka_consumer_group": name})
+                    seconds = run_drain(group, make(name), len(payloads))
+                    drains[label] = min(drains.get(label, seconds), seconds)
             naive_seconds = run_naive(
                 naive, create_database(database.conninfo, "bench_naive"), len(payloads)
             )
@@ -174,7 +247,12 @@ def main() -> None:
         ("naive    (consume + INSERT/COMMIT per message)", naive_seconds, naive_rate),
     ):
         print(f"{label:54} {seconds:8.2f} s {rate:10.0f} readings/s")
+    for label, per_reading in drains.items():
+        name = f"drain    (heartbeats {label}, from a full topic)"
+        print(f"{name:54} {per_reading * n:8.2f} s {1 / per_reading:10.0f} readings/s")
     print(f"ratio pipeline / naive: {pipeline_rate / naive_rate:.1f}x")
+    ratio = drains["one table"] / drains["by day"]
+    print(f"ratio drain partitioned by day / one table: {ratio:.2f}x")
 
 
 if __name__ == "__main__":
