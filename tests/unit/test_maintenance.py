@@ -166,3 +166,30 @@ def test_creating_moves_the_defaults_rows_under_a_lock_then_attaches_with_the_bo
         f" ({literal(at(11))}) TO ({literal(at(12))})"
     )
     assert literal(at(11)) == "'2026-03-11T00:00:00+00:00'"
+
+
+def test_a_run_reports_what_it_did_nothing_or_that_another_run_had_the_lock():
+    from heartbeat.maintain import Report
+
+    assert Report().lines() == ["nothing to do"]
+    assert Report(skipped=True).lines() == ["another `heartbeat maintain` is running; nothing done"]
+    report = Report(done=["created x"], failed=["drop y: lock timeout"])
+    assert report.lines() == ["created x", "not done: drop y: lock timeout"]
+
+
+@pytest.mark.parametrize(
+    ("window", "source"),
+    [
+        (timedelta(minutes=5), "heartbeats"),
+        (timedelta(hours=1), "heartbeats"),
+        (timedelta(hours=1, seconds=1), "heartbeat_"),
+        (timedelta(days=30), "heartbeat_"),
+    ],
+)
+def test_stats_read_the_readings_up_to_an_hour_and_the_rollups_beyond(window, source):
+    from heartbeat.stats import queries
+
+    totals, per_customer = queries(window)
+    for statement in (totals, per_customer):
+        read = "heartbeats" if "FROM heartbeats\n" in statement else "heartbeat_"
+        assert read == source
