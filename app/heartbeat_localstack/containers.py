@@ -33,8 +33,8 @@ from heartbeat_localstack.ports import HOST, free_port
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
 
-from testcontainers.core.container import DockerContainer  # noqa: E402
-from testcontainers.core.network import Network  # noqa: E402
+from testcontainers.core.container import DockerContainer
+from testcontainers.core.network import Network
 
 logger = logging.getLogger(__name__)
 

@@ -44,7 +44,8 @@ def test_a_rebalance_completes_while_postgresql_is_down_and_reading_starts_once_
             60,
             "the partitions shared between both consumers",
         )
-        assert pipeline_is_down(first) and pipeline_is_down(second)
+        assert pipeline_is_down(first)
+        assert pipeline_is_down(second)
     finally:
         postgres_service.start()
     expected = valid_keys(readings)
