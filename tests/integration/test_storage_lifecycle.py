@@ -382,13 +382,15 @@ def test_last_seen_moves_on_with_newer_readings_by_ten_seconds_and_never_back(st
 
 
 def test_stale_customers_are_counted_from_last_seen(store, database):
+    # Now, not the module's NOW: the suite may import this module long before it runs the test.
+    now = datetime.now(UTC)
     store.write_batch(
         GROUP,
         [
-            reading(1, NOW - timedelta(seconds=30)),  # live
-            reading(2, NOW - timedelta(minutes=20)),  # stale
-            reading(3, NOW - timedelta(minutes=40)),  # stale
-            reading(4, NOW - timedelta(hours=3)),  # beyond the lookback
+            reading(1, now - timedelta(seconds=30)),  # live
+            reading(2, now - timedelta(minutes=20)),  # stale
+            reading(3, now - timedelta(minutes=40)),  # stale
+            reading(4, now - timedelta(hours=3)),  # beyond the lookback
         ],
         {},
     )
