@@ -66,13 +66,7 @@ class Binaries:
 
     def is_built(self) -> bool:
         """True when the marker records these versions and every binary is present."""
-        try:
-            recorded = json.loads(self.marker.read_text())
-        except (OSError, ValueError):
-            return False
-        if recorded.get("versions") != self.versions.as_dict():
-            return False
-        return all(os.access(self.path(name), os.X_OK) for name in BINARIES)
+        return _built(self.marker, self.versions.as_dict(), [self.path(n) for n in BINARIES])
 
 
 @dataclass(frozen=True)
@@ -108,13 +102,18 @@ class NodeBinaries:
         return self.bin_dir / name
 
     def is_built(self) -> bool:
-        try:
-            recorded = json.loads(self.marker.read_text())
-        except (OSError, ValueError):
-            return False
-        if recorded.get("versions") != self.versions.node_dict():
-            return False
-        return all(os.access(self.path(name), os.X_OK) for name in NODE_BINARIES)
+        return _built(self.marker, self.versions.node_dict(), [self.path(n) for n in NODE_BINARIES])
+
+
+def _built(marker: Path, versions: Mapping[str, object], paths: Sequence[Path]) -> bool:
+    """True when ``marker`` records ``versions`` and every one of ``paths`` is executable."""
+    try:
+        recorded = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return False
+    if recorded.get("versions") != versions:
+        return False
+    return all(os.access(path, os.X_OK) for path in paths)
 
 
 def node_binaries(versions: Versions = PINNED, cache: Path | None = None) -> NodeBinaries:
