@@ -1,52 +1,20 @@
-"""A pod of the project's image really runs on the local cluster's real node.
-
-Runs only where a real node can start: as root, with containerd, the CNI plugins, a Docker
-engine holding heartbeat:dev, and the node binaries built (`make cluster-build NODES=real`).
-"""
+"""A pod of the project's image really runs on the local cluster's real node."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from heartbeat_localstack.cluster import control_plane
-from heartbeat_localstack.cluster.build import binaries, node_binaries
-from heartbeat_localstack.docker import DockerCLI
+from .conftest import IMAGE, RealCluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.real_node, pytest.mark.slow]
 
-IMAGE = os.environ.get("HEARTBEAT_TEST_IMAGE", "heartbeat:dev")
-
-
-def _why_no_real_node() -> str | None:
-    if os.geteuid() != 0:
-        return "a real node needs root"
-    if shutil.which("containerd") is None or not Path("/usr/lib/cni/bridge").exists():
-        return "containerd or the CNI plugins are not installed"
-    if not (binaries().is_built() and node_binaries().is_built()):
-        return "the node binaries are not built (make cluster-build NODES=real)"
-    if DockerCLI().server_version() is None or DockerCLI().image_id(IMAGE) is None:
-        return f"no Docker engine with {IMAGE} (make image)"
-    return None
-
 
 @pytest.fixture(scope="module")
-def kubectl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
-    reason = _why_no_real_node()
-    if reason:
-        pytest.skip(reason)
-    state = tmp_path_factory.mktemp("real-node")
-    cluster = control_plane.up(state, nodes="real")
-    try:
-        yield [str(cluster.kubectl), f"--kubeconfig={cluster.kubeconfig}"]
-    finally:
-        control_plane.down(state)
+def kubectl(real_cluster: RealCluster) -> list[str]:
+    return real_cluster.kubectl
 
 
 def _run(argv: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,65 @@
+"""The local cluster with one real node, shared by every test under tests/real_node.
+
+Runs only where a real node can start: as root, with containerd, the CNI plugins, a Docker
+engine holding heartbeat:dev, and the node binaries built (`make cluster-build NODES=real`).
+Elsewhere every test that asks for `real_cluster` is skipped, with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from heartbeat_localstack.cluster import control_plane
+from heartbeat_localstack.cluster.build import binaries, node_binaries
+from heartbeat_localstack.docker import DockerCLI
+
+IMAGE = os.environ.get("HEARTBEAT_TEST_IMAGE", "heartbeat:dev")
+
+
+@dataclass(frozen=True)
+class RealCluster:
+    """A running cluster with a real node: argv prefixes for its clients, and its files."""
+
+    kubeconfig: Path
+    kubectl: list[str]
+    helm: list[str]
+    state_dir: Path
+
+
+def why_no_real_node() -> str | None:
+    """Why a real node cannot start here, or None when it can."""
+    if os.geteuid() != 0:
+        return "a real node needs root"
+    if shutil.which("containerd") is None or not Path("/usr/lib/cni/bridge").exists():
+        return "containerd or the CNI plugins are not installed"
+    if not (binaries().is_built() and node_binaries().is_built()):
+        return "the node binaries are not built (make cluster-build NODES=real)"
+    if DockerCLI().server_version() is None or DockerCLI().image_id(IMAGE) is None:
+        return f"no Docker engine with {IMAGE} (make image)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCluster]:
+    """One cluster with a real node for the whole session, stopped (and cleaned) at the end."""
+    reason = why_no_real_node()
+    if reason:
+        pytest.skip(reason)
+    state = tmp_path_factory.mktemp("real-node")
+    cluster = control_plane.up(state, nodes="real")
+    kubeconfig = f"--kubeconfig={cluster.kubeconfig}"
+    try:
+        yield RealCluster(
+            kubeconfig=cluster.kubeconfig,
+            kubectl=[str(cluster.kubectl), kubeconfig],
+            helm=[str(cluster.helm), kubeconfig],
+            state_dir=state,
+        )
+    finally:
+        control_plane.down(state)
