@@ -70,7 +70,8 @@ images: docker ## Every image: the bases, Kafka and PostgreSQL for the tests, an
 	$(PY) -m heartbeat_localstack.images all --tag $(IMAGE)
 
 .PHONY: cluster-build
-cluster-build: install ## Build the local Kubernetes control plane, helm and kubectl once (cached in ~/.cache/heartbeat)
+cluster-build: install ## Build the local Kubernetes control plane, helm and kubectl once (cached in ~/.cache/heartbeat); NODES=real: a real node's too
+	@if [ "$(NODES)" = real ]; then ./.ci/system-deps node; fi
 	$(PY) -m heartbeat_localstack.cluster build --nodes $(NODES)
 
 .PHONY: cluster
@@ -126,6 +127,8 @@ tail-dlq: ## Print the dead-letter topic from its beginning, with headers
 	@set -a; . $(STACK_DIR)/env; set +a; $(VENV)/bin/heartbeat tail --dlq --from-beginning --idle-timeout 5
 
 .PHONY: test
+# The real-node tests (tests/real_node) are part of the suite: build a real node's binaries.
+test: NODES = real
 test: install system-deps cluster-build images ## Install everything, build the images, run the whole suite on local processes and the container tests on testcontainers
 	@status=0; \
 	echo "== the whole suite, integration services as local processes =="; \
