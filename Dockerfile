@@ -39,15 +39,16 @@ RUN printf '%s\n' \
     > /etc/pip-sources.sh
 WORKDIR /src
 # The dependencies first, from pyproject.toml alone: this layer stays cached while only the
-# sources change. Bytecode is compiled now because the root filesystem is read-only at run
-# time. The Kubernetes client ships an asyncio twin (kubernetes/aio, ~70 MB with bytecode)
+# sources change. They are the pipeline's and the operator extra's (kopf, the Kubernetes
+# client), since one image runs every command. Bytecode is compiled now because the root
+# filesystem is read-only at run time. The Kubernetes client ships an asyncio twin (kubernetes/aio, ~70 MB with bytecode)
 # that nothing here imports (the operator uses the synchronous client); dropping it keeps the
 # image under 300 MB, and the imports at the end fail the build if that ever changes.
 COPY pyproject.toml ./
 RUN --mount=type=bind,from=wheelhouse,target=/wheelhouse \
     --mount=type=secret,id=pip-ca \
     set -eu; . /etc/pip-sources.sh; \
-    python3 -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"], sep="\n")' \
+    python3 -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; print(*p["dependencies"], *p["optional-dependencies"]["operator"], sep="\n")' \
         > /tmp/requirements.txt; \
     python3 -m venv --without-pip /opt/venv; \
     python3 -m pip --python /opt/venv/bin/python install --compile --requirement /tmp/requirements.txt; \

@@ -499,9 +499,22 @@ def _dlq(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _operator(settings: Settings, args: argparse.Namespace) -> int:
+    _require_operator_extra()
     from heartbeat_operator.main import run
 
     return run(settings, namespaces=args.operator_namespaces)
+
+
+def _require_operator_extra() -> None:
+    """kopf and the Kubernetes client come with the ``operator`` extra, not with the pipeline."""
+    try:
+        import kopf  # noqa: F401
+        import kubernetes  # noqa: F401
+    except ImportError as exc:
+        raise UsageError(
+            f"heartbeat operator needs the operator extra ({exc.name} is not installed):"
+            " pip install 'heartbeat[operator]'"
+        ) from None
 
 
 def _show_settings(settings: Settings, _: argparse.Namespace) -> int:

@@ -113,15 +113,33 @@ def test_the_image_holds_no_compiler_no_pip_and_no_test_or_development_packages(
     assert development == set(), f"development packages: {sorted(development)}"
 
 
-def test_the_local_test_services_are_not_part_of_the_image(docker_cli, app_image):
+# What the image can import, and which top-level names the installed heartbeat brings.
+SHIPPED_SCRIPT = (
+    "import importlib.metadata as m, importlib.util as u, json; "
+    "names = ('heartbeat_localstack', 'pytest', 'kopf', 'kubernetes', 'heartbeat_operator'); "
+    "files = m.distribution('heartbeat').files; "
+    "print(json.dumps({'importable': {n: u.find_spec(n) is not None for n in names}, "
+    "'tops': sorted({f.parts[0] for f in files if '..' not in f.parts})}))"
+)
+
+
+def test_the_image_ships_the_product_and_the_operator_extra_but_no_local_services_or_pytest(
+    docker_cli, app_image
+):
     result = docker_run(
-        docker_cli,
-        app_image,
-        "-c",
-        "import importlib.util as u; print(u.find_spec('heartbeat_localstack') is None)",
-        options=("--entrypoint", "python"),
+        docker_cli, app_image, "-c", SHIPPED_SCRIPT, options=("--entrypoint", "python")
     )
-    assert result.stdout.strip() == "True"
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert found["importable"] == {
+        "heartbeat_localstack": False,
+        "pytest": False,
+        "kopf": True,
+        "kubernetes": True,
+        "heartbeat_operator": True,
+    }
+    tops = {top for top in found["tops"] if not top.endswith(".dist-info")}
+    assert tops == {"heartbeat", "heartbeat_operator"}
 
 
 def test_the_image_is_smaller_than_300_mb(docker_cli, app_image):

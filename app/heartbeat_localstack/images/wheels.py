@@ -65,9 +65,14 @@ class Target:
 
 
 def requirements(pyproject: Path) -> list[str]:
-    """The project's runtime dependencies and its build backend's requirements."""
+    """What the image installs: the runtime dependencies, the operator extra, the build backend."""
     data = tomllib.loads(pyproject.read_text())
-    return [*data["project"]["dependencies"], *data["build-system"]["requires"]]
+    project = data["project"]
+    return [
+        *project["dependencies"],
+        *project["optional-dependencies"]["operator"],
+        *data["build-system"]["requires"],
+    ]
 
 
 def cache_key(reqs: list[str], target: Target) -> str:
