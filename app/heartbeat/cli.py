@@ -500,7 +500,7 @@ def _dlq(settings: Settings, args: argparse.Namespace) -> int:
 
 def _operator(settings: Settings, args: argparse.Namespace) -> int:
     _require_operator_extra()
-    from heartbeat_operator.main import run
+    from heartbeat_operator.__main__ import run
 
     return run(settings, namespaces=args.operator_namespaces)
 

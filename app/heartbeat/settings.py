@@ -38,8 +38,12 @@ DEFAULT_METRICS_PORTS = {"producer": 8001, "consumer": 8002, "operator": 8003}
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
-class Settings(BaseSettings):
-    """Every setting of the pipeline; see the README for the table."""
+class SettingsBase(BaseSettings):
+    """How every settings class of the project is read: the environment, then ``.env``;
+    names in any case, unknown names ignored, an empty value meaning the default, frozen.
+
+    A subclass adds its fields and, where its variables share a prefix, ``env_prefix``.
+    """
 
     model_config = SettingsConfigDict(
         env_file=".env",
@@ -49,6 +53,10 @@ class Settings(BaseSettings):
         case_sensitive=False,
         env_ignore_empty=True,
     )
+
+
+class Settings(SettingsBase):
+    """Every setting of the pipeline; see the README for the table."""
 
     # --- Kafka -----------------------------------------------------------------
     kafka_bootstrap_servers: str = Field(

@@ -39,6 +39,7 @@ Design, and why:
   which the pods read from the Secret named by OPERATOR_KAFKA_SASL_SECRET, and the TLS
   files, mounted from OPERATOR_KAFKA_TLS_SECRET. Both Secrets live in the simulation's
   namespace.
-- Only ``kube`` imports the Kubernetes client; ``spec``, ``manifests`` and ``status`` are
-  pure and table-tested; ``handlers`` holds the kopf functions; ``main`` runs it all.
+- Only ``kube`` imports the Kubernetes client (``settings`` borrows its quantity parser);
+  ``spec``, ``manifests`` and ``status`` are pure and table-tested; ``handlers`` holds the
+  kopf functions; ``__main__`` starts it all.
 """

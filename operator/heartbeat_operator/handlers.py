@@ -12,6 +12,7 @@ a simulation would hang whenever the operator is down. Nothing here needs a fina
 ownerReferences let Kubernetes delete the StatefulSet with its simulation.
 
 Handlers are sync (the Kubernetes client blocks); kopf runs them in its thread pool.
+What they share for one run of the operator is a ``Runtime``, kept in kopf's ``memo``.
 """
 
 from __future__ import annotations
@@ -19,19 +20,40 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 
-from heartbeat_operator.exceptions import KubeError
+from heartbeat.server import Health
+from heartbeat_operator.exceptions import KubeError, OperatorError
+from heartbeat_operator.kube import Kube
 from heartbeat_operator.manifests import MANAGER
-from heartbeat_operator.runtime import Runtime
+from heartbeat_operator.reconcile import Reconciler
 from heartbeat_operator.spec import GROUP, KIND, PLURAL, VERSION
 
 logger = logging.getLogger(__name__)
 
 RETRY_DELAY_SECONDS = 5.0
 TICK_SECONDS = 5.0
+
+
+@dataclass
+class Runtime:
+    """The client, reconciler and health of one run, and the tasks the start-up began."""
+
+    kube: Kube
+    reconciler: Reconciler
+    health: Health
+    interval: float
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, memo: Any) -> Runtime:
+        runtime = getattr(memo, "runtime", None)
+        if not isinstance(runtime, cls):
+            raise OperatorError("the operator was started without its runtime in kopf's memo")
+        return runtime
 
 
 @kopf.on.startup()

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Any, cast
 
 import urllib3
@@ -29,8 +26,7 @@ logger = logging.getLogger(__name__)
 
 Body = dict[str, Any]
 TIMEOUT_SECONDS = 15
-COMPONENT = "heartbeat-operator"
-DETAIL_CHARS = 1000  # of the API server's message, kept for a condition or an Event
+DETAIL_CHARS = 1000  # of the API server's message, kept for a condition
 
 
 @contextmanager
@@ -72,7 +68,6 @@ class Kube:
         self._apps = client.AppsV1Api(api)
         self._core = client.CoreV1Api(api)
         self._custom = client.CustomObjectsApi(api)
-        self._instance = os.environ.get("POD_NAME") or socket.gethostname()
 
     @classmethod
     def connect(cls) -> Kube:
@@ -193,36 +188,3 @@ class Kube:
                 namespace, label_selector=selector, _request_timeout=TIMEOUT_SECONDS
             )
         return [self._plain(pod) for pod in found.items]
-
-    # --- Events --------------------------------------------------------------------
-
-    def post_event(self, involved: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
-        """A core/v1 Event about ``involved``; a failure is logged, never raised."""
-        meta = involved["metadata"]
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        event = {
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {
-                "apiVersion": involved["apiVersion"],
-                "kind": involved["kind"],
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "uid": meta["uid"],
-            },
-            "type": kind,
-            "reason": reason,
-            "message": message[:1024],
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-            "source": {"component": COMPONENT},
-            "reportingComponent": COMPONENT,
-            "reportingInstance": self._instance,
-        }
-        try:
-            with _calling(f"post event {reason}"):
-                self._core.create_namespaced_event(
-                    meta["namespace"], _as_model(event), _request_timeout=TIMEOUT_SECONDS
-                )
-        except KubeError as exc:
-            logger.warning("could not post event %s about %s: %s", reason, meta["name"], exc)

@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from heartbeat.settings import Settings
-from heartbeat_operator.quantity import parse_quantity
-from heartbeat_operator.settings import OperatorSettings
-from heartbeat_operator.spec import API_VERSION, KIND, SimulationSpec
+from heartbeat_operator.settings import OperatorSettings, quantity_amount
+from heartbeat_operator.spec import SimulationSpec
 
 Manifest = dict[str, Any]
 
@@ -228,7 +227,12 @@ def _pod_spec(spec: SimulationSpec, generator: GeneratorConfig) -> Manifest:
 
 
 def statefulset(sim: SimulationRef, spec: SimulationSpec, generator: GeneratorConfig) -> Manifest:
-    """The StatefulSet ``sim`` owns, as the API server should hold it."""
+    """The StatefulSet ``sim`` owns, as the API server should hold it once adopted.
+
+    The owner reference (``controller``, ``blockOwnerDeletion``: deleting the simulation
+    deletes the StatefulSet and its pods) is kopf's, added by the reconciler, which holds
+    the simulation's body.
+    """
     body: Manifest = {
         "replicas": spec.effective_replicas,
         "serviceName": sim.name,
@@ -250,21 +254,8 @@ def statefulset(sim: SimulationRef, spec: SimulationSpec, generator: GeneratorCo
             "namespace": sim.namespace,
             "labels": labels(sim.name),
             "annotations": {SPEC_HASH: spec_hash(body)},
-            "ownerReferences": [owner_reference(sim)],
         },
         "spec": body,
-    }
-
-
-def owner_reference(sim: SimulationRef) -> Manifest:
-    """Deleting the simulation deletes the StatefulSet (and its pods) with it."""
-    return {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
-        "name": sim.name,
-        "uid": sim.uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
     }
 
 
@@ -290,7 +281,8 @@ def drift(desired: Manifest, actual: Mapping[str, Any]) -> list[str]:
     found: list[str] = []
     meta, actual_meta = desired["metadata"], actual.get("metadata", {})
     for key in ("labels", "annotations", "ownerReferences"):
-        _differences(meta[key], actual_meta.get(key), f"metadata.{key}", found)
+        if key in meta:
+            _differences(meta[key], actual_meta.get(key), f"metadata.{key}", found)
     for key in ("replicas", "selector", "template"):
         _differences(desired["spec"][key], actual.get("spec", {}).get(key), f"spec.{key}", found)
     return found
@@ -327,6 +319,6 @@ def _same_quantity(want: Any, have: Any, path: str) -> bool:
     if ".resources." not in path and not path.endswith(".sizeLimit"):
         return False
     try:
-        return parse_quantity(str(want)) == parse_quantity(str(have))
+        return quantity_amount(str(want)) == quantity_amount(str(have))
     except ValueError:
         return False

@@ -8,6 +8,10 @@ One reconciliation per simulation runs at a time, whoever asks (kopf's handlers,
 resync loop): a request for a simulation already being reconciled returns at once, and
 the running reconciliation goes round once more to see whatever changed meanwhile. So no
 worker thread ever waits for another's simulation.
+
+Events go through kopf (``kopf.event``): it queues them and posts them in the background,
+retrying, and a failed post is logged, never raised. The StatefulSet is adopted with kopf
+too (``kopf.append_owner_reference``).
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
+
+import kopf
 
 from heartbeat_operator import manifests
 from heartbeat_operator.exceptions import InvalidSpecError, KubeError, KubeRejectedError
@@ -50,6 +56,28 @@ CONFLICT_ATTEMPTS = 3
 SKIPPED = "skipped"
 
 Key = tuple[str, str]
+# An Event about a resource: (its body, "Normal" or "Warning", reason, message).
+PostEvent = Callable[[Mapping[str, Any], str, str, str], None]
+
+
+def post_event(involved: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
+    """Queue an Event with kopf, whatever OPERATOR_POSTING_LEVEL says: the operator's own
+    actions are always posted (the level filters log messages only)."""
+    kopf.event(_kopf_body(involved), type=kind, reason=reason, message=message)
+
+
+def _kopf_body(body: Mapping[str, Any]) -> kopf.Body:
+    return kopf.Body(cast(kopf.RawBody, dict(body)))
+
+
+def desired_statefulset(
+    body: Mapping[str, Any], spec: SimulationSpec, generator: GeneratorConfig
+) -> Body:
+    """The StatefulSet the simulation ``body`` asks for, owned by it (kopf's controller
+    reference with ``blockOwnerDeletion``), so that deleting it collects the pods."""
+    desired = manifests.statefulset(SimulationRef.of(body), spec, generator)
+    kopf.append_owner_reference(desired, owner=_kopf_body(body))
+    return desired
 
 
 class Reconciler:
@@ -60,8 +88,10 @@ class Reconciler:
         metrics: OperatorMetrics,
         namespaces: tuple[str, ...] = (),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        events: PostEvent = post_event,
     ) -> None:
         self._kube = kube
+        self._events = events
         self._generator = generator
         self._metrics = metrics
         self._namespaces = namespaces
@@ -167,7 +197,7 @@ class Reconciler:
         deleting = bool(body["metadata"].get("deletionTimestamp"))
         rejected = False
         if spec is not None and not (problem and problem.blocking) and not deleting:
-            desired = manifests.statefulset(sim, spec, self._generator)
+            desired = desired_statefulset(body, spec, self._generator)
             try:
                 actual = self._converge(body, desired, actual, previous, trigger)
             except KubeRejectedError as exc:
@@ -279,7 +309,7 @@ class Reconciler:
                 self._event(body, "Normal", "Resumed", "spec.paused is false again")
 
     def _event(self, body: Body, kind: str, reason: str, message: str) -> None:
-        self._kube.post_event(body, kind, reason, message)
+        self._events(body, kind, reason, message)
 
 
 def _validate(body: Mapping[str, Any]) -> tuple[SimulationSpec | None, Problem | None]:

@@ -8,34 +8,42 @@ operator has. Both objects are built once at the entry point and passed down.
 from __future__ import annotations
 
 import logging
+import re
 from decimal import Decimal
 from typing import Literal
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from heartbeat import __version__
-from heartbeat.settings import describe_validation_error
+from heartbeat.settings import SettingsBase, describe_validation_error
 from heartbeat.settings import documented_fields as settings_documentation
 from heartbeat_operator.exceptions import OperatorSettingsError
-from heartbeat_operator.quantity import parse_quantity
 
 PostingLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 PullPolicy = Literal["Always", "IfNotPresent", "Never"]
 
+# A quantity as the API server spells it: a signed decimal number, then a binary suffix
+# (Ki .. Ei), a decimal one (n u m k M G T P E) or a decimal exponent (e3, E-2).
+# ``kubernetes.utils.parse_quantity`` reads the amount, but it also takes spellings the
+# API server refuses (``1 Gi``, ``NaN``, ``1_000``, ``1K``), so the form is checked first.
+QUANTITY = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[KMGTPE]i|[numkMGTPE]|[eE][+-]?\d+)?")
 
-class OperatorSettings(BaseSettings):
+
+def quantity_amount(text: str) -> Decimal:
+    """The amount of a quantity in base units (cores, bytes); ``ValueError`` if it is none."""
+    # Imported here: the OPERATOR_* table of `heartbeat settings` needs no Kubernetes client.
+    from kubernetes.utils.quantity import parse_quantity
+
+    if QUANTITY.fullmatch(text) is None:
+        raise ValueError(f"{text!r} is not a Kubernetes quantity (like 100m, 0.5, 96Mi, 1Gi)")
+    return Decimal(parse_quantity(text))  # type: ignore[no-untyped-call]
+
+
+class OperatorSettings(SettingsBase):
     """Every OPERATOR_* setting; see the chart README for the table."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="OPERATOR_",
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="ignore",
-        frozen=True,
-        case_sensitive=False,
-        env_ignore_empty=True,
-    )
+    model_config = SettingsConfigDict(env_prefix="OPERATOR_")
 
     namespaces: str = Field(
         "",
@@ -101,7 +109,7 @@ class OperatorSettings(BaseSettings):
     def _check_quantity(cls, value: str, info: ValidationInfo) -> str:
         """Refuse here what the API server would refuse in every StatefulSet, so that the
         operator does not start instead of failing every reconciliation."""
-        amount = parse_quantity(value)
+        amount = quantity_amount(value)
         if amount < 0:
             raise ValueError(f"{value!r} is negative")
         if info.field_name == "generator_cpu_request" and amount % Decimal("0.001"):
@@ -110,7 +118,7 @@ class OperatorSettings(BaseSettings):
             raise ValueError(f"{value!r} is not a whole number of bytes")
         request = info.data.get("generator_memory_request")
         limit = info.field_name == "generator_memory_limit"
-        if limit and request is not None and amount < parse_quantity(request):
+        if limit and request is not None and amount < quantity_amount(request):
             raise ValueError(f"{value!r} is less than the memory request {request!r}")
         return value
 

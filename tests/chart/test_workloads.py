@@ -131,7 +131,7 @@ def test_large_numbers_reach_the_application_as_plain_integers(helm: Helm) -> No
 
 def test_rendered_settings_are_accepted_by_the_application(rendered: Any, scenario: Path) -> None:
     from heartbeat.settings import Settings
-    from heartbeat_operator.main import check_combinations
+    from heartbeat_operator.__main__ import check_combinations
     from heartbeat_operator.settings import OperatorSettings
 
     operators = 0

@@ -9,7 +9,7 @@ import kopf
 import pytest
 
 from heartbeat_operator import handlers
-from heartbeat_operator.runtime import Runtime
+from heartbeat_operator.handlers import Runtime
 
 
 def test_no_handler_makes_kopf_put_a_finalizer_on_simulations() -> None:

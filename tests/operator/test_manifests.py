@@ -22,18 +22,24 @@ from heartbeat_operator.manifests import (
     is_controlled_by,
     selector_labels,
     selector_string,
-    statefulset,
 )
+from heartbeat_operator.reconcile import desired_statefulset
 from heartbeat_operator.settings import OperatorSettings
 from heartbeat_operator.spec import parse_spec
 from heartbeat_operator.status import pod_slice
 
 SIM = SimulationRef(namespace="wards", name="ward-7", uid="0f6c-uid")
+SIMULATION = {
+    "apiVersion": "heartbeat.dev/v1alpha1",
+    "kind": "HeartbeatSimulation",
+    "metadata": {"namespace": SIM.namespace, "name": SIM.name, "uid": SIM.uid},
+}
 GENERATOR = GeneratorConfig(image="heartbeat:test", env=(("KAFKA_BOOTSTRAP_SERVERS", "k:9092"),))
 
 
 def build(generator: GeneratorConfig = GENERATOR, **spec: Any) -> dict[str, Any]:
-    return statefulset(SIM, parse_spec({"customers": 10, **spec}), generator)
+    """The StatefulSet as the reconciler writes it: built, then adopted by the simulation."""
+    return desired_statefulset(SIMULATION, parse_spec({"customers": 10, **spec}), generator)
 
 
 def container(manifest: dict[str, Any]) -> dict[str, Any]:

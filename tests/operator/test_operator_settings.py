@@ -9,8 +9,8 @@ import kopf
 import pytest
 
 from heartbeat.settings import Settings
+from heartbeat_operator.__main__ import EXIT_USAGE, check_combinations, kopf_settings, run
 from heartbeat_operator.exceptions import OperatorSettingsError
-from heartbeat_operator.main import EXIT_USAGE, check_combinations, kopf_settings, run
 from heartbeat_operator.settings import (
     OperatorSettings,
     documented_fields,

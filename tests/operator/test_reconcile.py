@@ -31,6 +31,7 @@ class World:
             self.generator,
             OperatorMetrics(self.registry),
             clock=lambda: datetime(2026, 1, 1, tzinfo=UTC),
+            events=self.kube.post_event,
         )
 
     def reconcile(self, name: str = "ward") -> str:
