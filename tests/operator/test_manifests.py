@@ -223,6 +223,82 @@ def test_kafka_settings_are_copied_but_the_password_only_referenced() -> None:
     )
 
 
+SASL_PASSWORD = "kafka-s3cret-Pa55"
+DATABASE_PASSWORD = "db-s3cret-Pa55"
+
+
+@pytest.mark.parametrize(
+    ("protocol", "mechanism"),
+    [("SASL_SSL", "SCRAM-SHA-512"), ("SASL_SSL", "PLAIN"), ("SSL", None)],
+)
+def test_every_kafka_security_setting_reaches_the_generators_and_no_password_is_written(
+    protocol: str, mechanism: str | None
+) -> None:
+    """SASL over TLS and mutual TLS: what the operator was given, its generators get, the
+    password by reference to a Secret, the certificate files from a Secret mounted where
+    the KAFKA_SSL_*_LOCATION settings point."""
+    mount = "/var/run/heartbeat/kafka"
+    sasl = protocol.startswith("SASL_")
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        kafka_bootstrap_servers="kafka-0.example:9094",
+        kafka_security_protocol=protocol,
+        kafka_sasl_mechanism=mechanism,
+        kafka_sasl_username="simulator" if sasl else None,
+        kafka_sasl_password=SASL_PASSWORD if sasl else None,
+        kafka_ssl_ca_location=f"{mount}/ca.crt",
+        kafka_ssl_certificate_location=f"{mount}/tls.crt",
+        kafka_ssl_key_location=f"{mount}/tls.key",
+        database_url=f"postgresql://heartbeat:{DATABASE_PASSWORD}@db.example/heartbeat",
+    )
+    config = OperatorSettings(
+        _env_file=None,  # type: ignore[call-arg]
+        kafka_sasl_secret="kafka-user" if sasl else "",
+        kafka_sasl_secret_key="password",
+        kafka_tls_secret="kafka-client-tls",
+        kafka_tls_mount_path=mount,
+    )
+    manifest = build(generator_config(settings, config))
+    values = env(manifest)
+
+    assert values["KAFKA_BOOTSTRAP_SERVERS"] == "kafka-0.example:9094"
+    assert values["KAFKA_SECURITY_PROTOCOL"] == protocol
+    if sasl:
+        assert values["KAFKA_SASL_MECHANISM"] == mechanism
+        assert values["KAFKA_SASL_USERNAME"] == "simulator"
+        assert values["KAFKA_SASL_PASSWORD"] == {
+            "secretKeyRef": {"name": "kafka-user", "key": "password"}
+        }
+    else:
+        assert not {"KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"} & set(
+            values
+        )
+    locations = {
+        "KAFKA_SSL_CA_LOCATION": f"{mount}/ca.crt",
+        "KAFKA_SSL_CERTIFICATE_LOCATION": f"{mount}/tls.crt",
+        "KAFKA_SSL_KEY_LOCATION": f"{mount}/tls.key",
+    }
+    assert {name: values.get(name) for name in locations} == locations
+
+    # The files are where the locations point: the Secret, read-only, not world-readable.
+    gen = container(manifest)
+    (mounted,) = [m for m in gen["volumeMounts"] if m["mountPath"] == mount]
+    assert mounted["readOnly"] is True
+    (volume,) = [
+        v for v in manifest["spec"]["template"]["spec"]["volumes"] if v["name"] == mounted["name"]
+    ]
+    assert volume["secret"] == {"secretName": "kafka-client-tls", "defaultMode": 0o440}
+    assert all(path.rsplit("/", 1)[0] == mount for path in locations.values())
+
+    # No password as a literal value: not the SASL one, not the database's (the
+    # generators need no database), anywhere in the StatefulSet.
+    rendered = json.dumps(manifest)
+    assert SASL_PASSWORD not in rendered
+    assert DATABASE_PASSWORD not in rendered
+    literal = {e["name"] for e in gen["env"] if "value" in e}
+    assert not {"KAFKA_SASL_PASSWORD", "DATABASE_URL", "PGPASSWORD"} & literal
+
+
 # --- Rollouts and drift ------------------------------------------------------------------
 
 
