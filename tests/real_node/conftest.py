@@ -7,8 +7,10 @@ Elsewhere every test that asks for `real_cluster` is skipped, with the reason.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +19,15 @@ import pytest
 
 from heartbeat_localstack.cluster import control_plane
 from heartbeat_localstack.cluster.build import binaries, node_binaries
+from heartbeat_localstack.cluster.control_plane import Cluster
+from heartbeat_localstack.cluster.exceptions import NodeBusyError
 from heartbeat_localstack.docker import DockerCLI
 
 IMAGE = os.environ.get("HEARTBEAT_TEST_IMAGE", "heartbeat:dev")
+#: How long to wait for another cluster's real node (one per machine) to be stopped.
+BUSY_WAIT_SECONDS = 1800.0
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -52,7 +60,7 @@ def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealClust
     if reason:
         pytest.skip(reason)
     state = tmp_path_factory.mktemp("real-node")
-    cluster = control_plane.up(state, nodes="real")
+    cluster = _start(state)
     kubeconfig = f"--kubeconfig={cluster.kubeconfig}"
     try:
         yield RealCluster(
@@ -63,3 +71,16 @@ def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealClust
         )
     finally:
         control_plane.down(state)
+
+
+def _start(state: Path) -> Cluster:
+    """Start the cluster, waiting while another one holds the machine's real node."""
+    deadline = time.monotonic() + BUSY_WAIT_SECONDS
+    while True:
+        try:
+            return control_plane.up(state, nodes="real", progress=logger.info)
+        except NodeBusyError as exc:
+            if time.monotonic() > deadline:
+                raise
+            logger.warning("%s; waiting", exc)
+            time.sleep(15)

@@ -7,6 +7,8 @@ import subprocess
 
 import pytest
 
+from heartbeat_localstack.cluster import api_address
+
 from .conftest import IMAGE, RealCluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.real_node, pytest.mark.slow]
@@ -66,3 +68,91 @@ def test_the_node_reports_a_real_container_runtime(kubectl: list[str]) -> None:
         ]
     ).stdout
     assert runtime.startswith("containerd://")
+
+
+def test_a_pod_lists_configmaps_through_the_kubernetes_service(kubectl: list[str]) -> None:
+    """The `kubernetes` Service has an endpoint pods reach, and its certificate names the
+    Service: a pod's own service-account token lists ConfigMaps through it, verified."""
+    account = "lister"
+    rbac = {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": account}},
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "Role",
+                "metadata": {"name": account},
+                "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]}],
+            },
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {"name": account},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "Role",
+                    "name": account,
+                },
+                "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": "default"}],
+            },
+        ],
+    }
+    applied = _run([*kubectl, "apply", "-f", "-"], json.dumps(rbac))
+    assert applied.returncode == 0, applied.stderr
+    script = (
+        "import json, ssl, urllib.request\n"
+        "sa = '/var/run/secrets/kubernetes.io/serviceaccount'\n"
+        "token = open(sa + '/token').read()\n"
+        "context = ssl.create_default_context(cafile=sa + '/ca.crt')\n"
+        "request = urllib.request.Request(\n"
+        "    'https://kubernetes.default.svc/api/v1/namespaces/default/configmaps',\n"
+        "    headers={'Authorization': 'Bearer ' + token})\n"
+        "with urllib.request.urlopen(request, context=context, timeout=20) as answer:\n"
+        "    items = json.load(answer)['items']\n"
+        "print(json.dumps(sorted(item['metadata']['name'] for item in items)))\n"
+    )
+    created = _run(
+        [
+            *kubectl,
+            "run",
+            "lister",
+            f"--image={IMAGE}",
+            "--restart=Never",
+            "--image-pull-policy=Never",
+            f"--overrides={json.dumps({'spec': {'serviceAccountName': account}})}",
+            "--command",
+            "--",
+            "python",
+            "-c",
+            script,
+        ]
+    )
+    assert created.returncode == 0, created.stderr
+    finished = _run(
+        [
+            *kubectl,
+            "wait",
+            "pod/lister",
+            "--for=jsonpath={.status.phase}=Succeeded",
+            "--timeout=90s",
+        ]
+    )
+    logs = _run([*kubectl, "logs", "pod/lister"])
+    assert finished.returncode == 0, f"{finished.stderr}\n{logs.stdout}{logs.stderr}"
+    assert "kube-root-ca.crt" in json.loads(logs.stdout.strip().splitlines()[-1])
+
+
+def test_the_kubernetes_service_points_at_the_api_server(kubectl: list[str]) -> None:
+    endpoint = _run(
+        [
+            *kubectl,
+            "get",
+            "endpointslice",
+            "kubernetes",
+            "-o",
+            "jsonpath={.endpoints[*].addresses[*]}",
+        ]
+    )
+    assert endpoint.returncode == 0, endpoint.stderr
+    assert endpoint.stdout.split() == [api_address.ADDRESS]

@@ -1,7 +1,9 @@
 """How each control-plane component is run: its command line, its files, the fake nodes.
 
 Pure functions of the state folder layout, the ports and the binaries; `control_plane`
-does the starting and waiting. Every component listens on the loopback address only.
+does the starting and waiting. Every component listens on the loopback address only, but
+the API server of a cluster with a real node, which listens on `Ports.host` (see
+`api_address`) so that pods reach it.
 """
 
 from __future__ import annotations
@@ -72,10 +74,12 @@ class Ports:
     controller_manager: int
     scheduler: int
     kwok: int
+    #: Where the API server binds and what it advertises (the `kubernetes` Service's endpoint).
+    host: str = HOST
 
     @property
     def server(self) -> str:
-        return f"https://{HOST}:{self.apiserver}"
+        return f"https://{self.host}:{self.apiserver}"
 
 
 def argv(component: str, binaries: Binaries, layout: Layout, ports: Ports) -> list[str]:
@@ -112,8 +116,8 @@ def _apiserver(layout: Layout, ports: Ports) -> list[str]:
     pki = layout.pki
     return [
         f"--etcd-servers=http://{HOST}:{ports.etcd_client}",
-        f"--bind-address={HOST}",
-        f"--advertise-address={HOST}",
+        f"--bind-address={ports.host}",
+        f"--advertise-address={ports.host}",
         f"--secure-port={ports.apiserver}",
         # No --tls-cert-file: the API server makes a self-signed certificate in --cert-dir.
         f"--cert-dir={pki.serving_dir}",
@@ -137,8 +141,9 @@ def _apiserver(layout: Layout, ports: Ports) -> list[str]:
         f"--proxy-client-cert-file={pki.cert(FRONT_PROXY_CLIENT)}",
         f"--proxy-client-key-file={pki.key(FRONT_PROXY_CLIENT)}",
         "--allow-privileged=true",
-        # The `kubernetes` Service cannot point at a loopback address; leave it without one.
-        "--endpoint-reconciler-type=none",
+        # The `kubernetes` Service cannot point at a loopback address: with the API server
+        # there (kwok nodes, where no pod runs) it is left without an endpoint.
+        f"--endpoint-reconciler-type={'none' if ports.host == HOST else 'lease'}",
         "--profiling=false",
     ]
 

@@ -16,21 +16,24 @@ import ssl
 import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 from heartbeat_localstack.ports import free_port
 from heartbeat_localstack.process import DetachedProcess
 
-from . import kubeconfig, pki
+from . import api_address, kubeconfig, pki
 from .api import ApiClient
 from .build import Binaries, binaries
 from .components import COMPONENTS, HOST, Layout, Ports, argv, fake_node, kwok_env
-from .exceptions import ComponentStartError, NotBuiltError
+from .exceptions import ComponentStartError, NodeBusyError, NotBuiltError
 from .waiting import wait_for_component
 
 logger = logging.getLogger(__name__)
 
 NODE_NAMES = ("kwok-node-0", "kwok-node-1")
+#: Which state folder's cluster has the machine's one real node (gone with a reboot).
+REAL_NODE_OWNER = Path("/run/heartbeat-real-node")
 START_TIMEOUT_SECONDS = 180.0
 Progress = Callable[[str], None]
 
@@ -77,11 +80,8 @@ def status(state_dir: Path) -> dict[str, int | None]:
 
 def server(state_dir: Path) -> str | None:
     """The API server address of the last start under `state_dir`, if there was one."""
-    layout = Layout(state_dir.resolve() / "cluster")
-    try:
-        return Ports(**json.loads(layout.ports_file.read_text())).server
-    except (OSError, ValueError, TypeError):
-        return None
+    ports = _ports(Layout(state_dir.resolve() / "cluster"))
+    return ports.server if ports else None
 
 
 def down(state_dir: Path, progress: Progress = print) -> None:
@@ -95,6 +95,29 @@ def down(state_dir: Path, progress: Progress = print) -> None:
         if proc.is_running():
             progress(f"stopping {name}")
             proc.stop()
+    ports = _ports(layout)
+    if ports is not None and ports.host == api_address.ADDRESS and _owns_real_node(layout):
+        if api_address.exists():
+            progress(f"removing {api_address.INTERFACE} ({api_address.ADDRESS})")
+            api_address.down()
+        REAL_NODE_OWNER.unlink(missing_ok=True)
+
+
+def _owns_real_node(layout: Layout) -> bool:
+    try:
+        return Path(REAL_NODE_OWNER.read_text().strip()) == layout.state
+    except OSError:
+        return True
+
+
+def _check_real_node_free(layout: Layout) -> None:
+    """Raise NodeBusyError when another state folder's cluster with a real node still runs."""
+    try:
+        owner = Path(REAL_NODE_OWNER.read_text().strip())
+    except OSError:
+        return
+    if owner != layout.state and any(p.is_running() for p in _processes(Layout(owner)).values()):
+        raise NodeBusyError(owner.parent)
 
 
 def up(
@@ -118,17 +141,24 @@ def up(
         )
     layout = Layout(state_dir / "cluster")
     procs = _processes(layout)
-    if all(proc.is_running() for proc in procs.values()) and _answers(layout):
+    if _runs_as(layout, nodes) and _answers(layout):
         progress(f"cluster already runs; kubeconfig {state_dir / 'kubeconfig'}")
         return _describe(state_dir, layout, target)
+    if nodes == "real":
+        _check_real_node_free(layout)
     down(state_dir, progress)
+    if nodes == "real":
+        REAL_NODE_OWNER.write_text(f"{layout.state}\n")
 
     shutil.rmtree(layout.state, ignore_errors=True)
     layout.state.mkdir(parents=True)
     pki.create(layout.pki.root)
-    ports = _pick_ports()
+    ports = _pick_ports(api_address.ADDRESS if nodes == "real" else HOST)
     layout.ports_file.write_text(json.dumps(asdict(ports), indent=2) + "\n")
     try:
+        if nodes == "real":
+            progress(f"the API server's address: {api_address.ADDRESS} on {api_address.INTERFACE}")
+            api_address.up()
         _start_all(state_dir, layout, ports, target, procs, progress, timeout, nodes)
     except BaseException:
         down(state_dir, progress)
@@ -241,18 +271,44 @@ def _start_real_node(
         ("kube-controller-manager", f"https://{HOST}:{ports.controller_manager}/healthz"),
         ("kube-scheduler", f"https://{HOST}:{ports.scheduler}/healthz"),
     ):
-        wait_for_component(name, "/healthz", lambda url=url: _https_ok(url), procs, layout, timeout)
+        wait_for_component(name, "/healthz", partial(_https_ok, url), procs, layout, timeout)
     _link_clients(state_dir / "bin", binaries())
-    node.up(layout, ports.apiserver, target, progress)
+    node.up(layout, ports.host, ports.apiserver, target, progress)
 
 
-def _pick_ports() -> Ports:
+def _runs_as(layout: Layout, nodes: str) -> bool:
+    """Whether every component of a cluster with `nodes` runs under `layout`."""
+    from . import node
+    from .build import node_binaries
+
+    procs = _processes(layout)
+    if nodes == "kwok":
+        return all(proc.is_running() for proc in procs.values())
+    ports = _ports(layout)
+    return (
+        ports is not None
+        and ports.host == api_address.ADDRESS
+        and all(proc.is_running() for name, proc in procs.items() if name != "kwok")
+        and node.runs(layout, node_binaries())
+    )
+
+
+def _pick_ports(host: str) -> Ports:
     chosen: list[int] = []
     while len(chosen) < 6:
         port = free_port()
         if port not in chosen:
             chosen.append(port)
-    return Ports(*chosen)
+    etcd_client, etcd_peer, apiserver, controller_manager, scheduler, kwok = chosen
+    return Ports(etcd_client, etcd_peer, apiserver, controller_manager, scheduler, kwok, host)
+
+
+def _ports(layout: Layout) -> Ports | None:
+    """The ports of the last start under `layout`, if there was one."""
+    try:
+        return Ports(**json.loads(layout.ports_file.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
 
 
 def _status(client: ApiClient, path: str) -> int:

@@ -4,7 +4,8 @@ LocalStackError                 (heartbeat_localstack.exceptions)
 └── ClusterError
     ├── NotBuiltError           the binaries are not in the cache; run the build first
     ├── BuildError              a Go build failed; names the component and its log
-    └── ComponentStartError     a component did not come up (also a ServiceStartError)
+    ├── ComponentStartError     a component did not come up (also a ServiceStartError)
+    └── NodeBusyError           another cluster's real node runs on this machine
 """
 
 from __future__ import annotations
@@ -37,3 +38,14 @@ class ComponentStartError(ClusterError, ServiceStartError):
 
     def __init__(self, component: str, reason: str, log_path: Path, log_tail: str = "") -> None:
         ServiceStartError.__init__(self, component, reason, log_path, log_tail)
+
+
+class NodeBusyError(ClusterError):
+    """A real node uses host-wide things (a bridge, iptables chains, an address): one at a time."""
+
+    def __init__(self, owner: Path) -> None:
+        self.owner = owner
+        super().__init__(
+            f"a cluster with a real node already runs from {owner}; stop it first "
+            f"(python -m heartbeat_localstack.cluster down --dir {owner})"
+        )

@@ -85,6 +85,7 @@ def host_ip() -> str:
 
 def up(
     cluster: Layout,
+    apiserver_host: str,
     apiserver_port: int,
     target: NodeBinaries,
     progress: Progress = print,
@@ -139,7 +140,7 @@ def up(
     wait("kubelet", f"node {NODE_NAME} Ready", lambda: _node_ready(kubectl))
 
     progress("deploying CoreDNS on the node")
-    manifests = coredns_manifests(target.coredns_image, apiserver_port)
+    manifests = coredns_manifests(target.coredns_image, apiserver_host, apiserver_port)
     applied = subprocess.run(
         [*kubectl, "apply", "-f", "-"],
         input=json.dumps(manifests),
@@ -151,6 +152,12 @@ def up(
         raise ClusterError(f"applying CoreDNS failed: {applied.stderr.strip()[-1000:]}")
     wait("kubelet", "CoreDNS Available", lambda: _coredns_available(kubectl))
     progress(f"node {NODE_NAME} ({node_ip}) runs pods; cluster DNS at {CLUSTER_DNS}")
+
+
+def runs(cluster: Layout, target: NodeBinaries) -> bool:
+    """Whether every component of the node under `cluster` runs."""
+    procs = _processes(node_layout(cluster, target.containerd_root))
+    return all(proc.is_running() for proc in procs.values())
 
 
 def down(cluster: Layout, target: NodeBinaries, progress: Progress = print) -> None:

@@ -28,8 +28,8 @@ CNI_BIN_DIR = "/usr/lib/cni"
 CRI_NAMESPACE = "k8s.io"
 PAUSE_IMAGE = "heartbeat.local/pause:3.10"
 COREDNS_IMAGE = "heartbeat.local/coredns:{version}"
-# CoreDNS runs in the host's network (so it reaches the API server on loopback) on a port
-# no host resolver uses; the kube-dns Service maps port 53 onto it.
+# CoreDNS runs in the host's network (it needs no pod address of its own) on a port no host
+# resolver uses; the kube-dns Service maps port 53 onto it.
 COREDNS_HOST_PORT = 1053
 
 #: What the kubelet insists on (it refuses to start with protectKernelDefaults otherwise).
@@ -246,7 +246,7 @@ def containerd_argv(layout: NodeLayout) -> list[str]:
     return ["containerd", f"--config={layout.containerd_config}", "--log-level=warn"]
 
 
-def coredns_manifests(image: str, apiserver_port: int) -> dict[str, Any]:
+def coredns_manifests(image: str, apiserver_host: str, apiserver_port: int) -> dict[str, Any]:
     """CoreDNS in the host's network, the kube-dns Service, and the RBAC it reads with."""
     labels = {"k8s-app": "kube-dns"}
     ns = "kube-system"
@@ -269,9 +269,10 @@ def coredns_manifests(image: str, apiserver_port: int) -> dict[str, Any]:
         "image": image,
         "imagePullPolicy": "Never",
         "args": ["-conf", "/etc/coredns/Corefile"],
-        # The API server listens on loopback only; the host network reaches it there.
+        # Straight to the API server: it answers before kube-proxy has written the rules
+        # that take the `kubernetes` Service there.
         "env": [
-            {"name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1"},
+            {"name": "KUBERNETES_SERVICE_HOST", "value": apiserver_host},
             {"name": "KUBERNETES_SERVICE_PORT", "value": str(apiserver_port)},
         ],
         "volumeMounts": [{"name": "config", "mountPath": "/etc/coredns"}],
