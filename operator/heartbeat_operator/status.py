@@ -7,6 +7,10 @@ ordinal (during a rollout, old and new pods can cover more or fewer customers th
 spec asks). Conditions follow Kubernetes' convention (``type``, ``status``, CamelCase
 ``reason``, ``message``, ``lastTransitionTime`` that changes only when ``status`` flips,
 ``observedGeneration``), so ``kubectl wait --for=condition=Ready`` works.
+
+A generator pod that cannot run says why in the Ready condition, as ``kubectl get pods``
+would: crash-looping (Kafka unreachable, say), its image not pulled, its container not
+created (a missing Secret or key), or no node for it; the message names the pods.
 """
 
 from __future__ import annotations
@@ -21,6 +25,34 @@ from heartbeat_operator.spec import Problem, SimulationSpec
 
 READY, PROGRESSING, PAUSED = "Ready", "Progressing", "Paused"
 CONDITION_TYPES = (READY, PROGRESSING, PAUSED)
+
+# Reasons of the Ready condition when generator pods cannot run, in order of precedence
+# when pods fail differently: what a person has to fix first comes first.
+CONFIG_ERROR = "GeneratorConfigError"
+IMAGE_NOT_PULLED = "GeneratorImageNotPulled"
+CRASH_LOOPING = "GeneratorCrashLooping"
+UNSCHEDULABLE = "GeneratorUnschedulable"
+FAILURE_REASONS = (CONFIG_ERROR, IMAGE_NOT_PULLED, CRASH_LOOPING, UNSCHEDULABLE)
+# A container's waiting reason (the kubelet's) and what it means for a generator pod.
+WAITING = {
+    "CreateContainerConfigError": CONFIG_ERROR,
+    "CreateContainerError": CONFIG_ERROR,
+    "InvalidImageName": IMAGE_NOT_PULLED,
+    "ErrImagePull": IMAGE_NOT_PULLED,
+    "ImagePullBackOff": IMAGE_NOT_PULLED,
+    "CrashLoopBackOff": CRASH_LOOPING,
+}
+DETAIL_CHARS = 200  # of the kubelet's or scheduler's message, per pod
+SHOWN_PODS = 3
+
+
+@dataclass(frozen=True)
+class PodFailure:
+    """A generator pod that cannot run: its name, a condition reason, and why."""
+
+    pod: str
+    reason: str
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -38,6 +70,7 @@ class Workload:
     updated: int = 0
     settled: bool = False
     customers: int = 0
+    failures: tuple[PodFailure, ...] = ()
 
     @property
     def rolled_out(self) -> bool:
@@ -82,7 +115,74 @@ def observe(statefulset: Mapping[str, Any] | None, pods: Sequence[Mapping[str, A
         updated=updated,
         settled=settled,
         customers=simulated_customers(pods),
+        failures=pod_failures(pods),
     )
+
+
+def pod_failures(pods: Iterable[Mapping[str, Any]]) -> tuple[PodFailure, ...]:
+    """The pods that cannot run, the most pressing reason first, then by ordinal."""
+    found = [failure for pod in pods if (failure := pod_failure(pod)) is not None]
+    return tuple(sorted(found, key=lambda f: (FAILURE_REASONS.index(f.reason), _ordinal(f.pod))))
+
+
+def pod_failure(pod: Mapping[str, Any]) -> PodFailure | None:
+    """Why a generator pod cannot run, or None while it runs, starts or is going away.
+
+    Read from what the kubelet and the scheduler report: a container waiting for a
+    reason that does not pass by itself, or a pod no node can take.
+    """
+    meta = pod.get("metadata", {})
+    if meta.get("deletionTimestamp"):
+        return None
+    name = str(meta.get("name", "?"))
+    status = pod.get("status") or {}
+    for container in status.get("containerStatuses") or []:
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        reason = WAITING.get(str(waiting.get("reason")))
+        if reason == CRASH_LOOPING:
+            return PodFailure(name, reason, _crash_detail(container))
+        if reason is not None:
+            said = _short(waiting.get("message")) or str(waiting["reason"])
+            return PodFailure(name, reason, f"{waiting['reason']}: {said}")
+    for condition in status.get("conditions") or []:
+        if (condition.get("type"), condition.get("status"), condition.get("reason")) == (
+            "PodScheduled",
+            "False",
+            "Unschedulable",
+        ):
+            said = _short(condition.get("message")) or "no node fits"
+            return PodFailure(name, UNSCHEDULABLE, f"not scheduled: {said}")
+    return None
+
+
+def _crash_detail(container: Mapping[str, Any]) -> str:
+    restarts = int(container.get("restartCount") or 0)
+    detail = f"crash-looping, restarted {restarts} time{'s' if restarts != 1 else ''}"
+    last = (container.get("lastState") or {}).get("terminated") or {}
+    if "exitCode" in last:
+        detail += f", last exit code {last['exitCode']}"
+        if last.get("reason"):
+            detail += f" ({last['reason']})"
+    return detail
+
+
+def _short(text: object) -> str:
+    said = " ".join(str(text or "").split())
+    return said if len(said) <= DETAIL_CHARS else said[: DETAIL_CHARS - 3] + "..."
+
+
+def _ordinal(pod: str) -> int:
+    tail = pod.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
+
+
+def failures_message(failures: Sequence[PodFailure]) -> str:
+    """``generator pod sim-1 is failing: crash-looping, ...``, naming up to three pods."""
+    shown = "; ".join(f"{f.pod}: {f.detail}" for f in failures[:SHOWN_PODS])
+    more = len(failures) - SHOWN_PODS
+    if more > 0:
+        shown += f"; and {more} more"
+    return f"generator pod{'s' if len(failures) != 1 else ''} failing: {shown}"
 
 
 def simulated_customers(pods: Iterable[Mapping[str, Any]]) -> int:
@@ -142,6 +242,9 @@ def _ready(spec: SimulationSpec | None, problem: Problem | None, workload: Workl
         return Condition(READY, False, "Paused", "spec.paused is true; no generator runs")
     if not workload.exists:
         return Condition(READY, False, "Creating", "the generator StatefulSet is being created")
+    if workload.failures:
+        message = f"{failures_message(workload.failures)} ({workload.summary})"
+        return Condition(READY, False, workload.failures[0].reason, message)
     if not workload.rolled_out:
         reason = "ReplicasNotReady" if workload.settled else "RollingOut"
         return Condition(READY, False, reason, workload.summary)

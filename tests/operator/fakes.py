@@ -30,6 +30,8 @@ class FakeKube:
         self._count = threading.Lock()
         self.conflicts = 0
         self._uids = 0
+        # Pods that exist without being ready, by name, with the status the kubelet reports.
+        self.unready: dict[str, Body] = {}
 
     def _fail(self, call: str) -> None:
         if self.failing == call:
@@ -176,6 +178,15 @@ class FakeKube:
                         "status": {"conditions": [{"type": "Ready", "status": "True"}]},
                     }
                 )
+            pods += [
+                {
+                    "metadata": {"name": pod},
+                    "spec": copy.deepcopy(sts["spec"]["template"]["spec"]),
+                    "status": copy.deepcopy(status),
+                }
+                for pod, status in self.unready.items()
+                if pod.rsplit("-", 1)[0] == name
+            ]
         return pods
 
     # --- Events -------------------------------------------------------------------------

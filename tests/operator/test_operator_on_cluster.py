@@ -309,6 +309,99 @@ def test_more_replicas_than_customers_is_reported_and_runs_one_per_customer(
     wait_ready(kube, "crowd")
 
 
+def crash_looping(pod: dict[str, Any], restarts: int) -> dict[str, Any]:
+    """The status a kubelet reports for a generator that keeps exiting (Kafka unreachable)."""
+    (gen,) = pod["spec"]["containers"]
+    return {
+        "status": {
+            "phase": "Running",
+            "conditions": [
+                {"type": kind, "status": "False", "reason": "ContainersNotReady"}
+                for kind in ("Ready", "ContainersReady")
+            ],
+            "containerStatuses": [
+                {
+                    "name": gen["name"],
+                    "image": gen["image"],
+                    "imageID": "",
+                    "ready": False,
+                    "started": False,
+                    "restartCount": restarts,
+                    "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
+                    "lastState": {
+                        "terminated": {
+                            "exitCode": 1,
+                            "reason": "Error",
+                            "startedAt": "2026-01-01T00:00:00Z",
+                            "finishedAt": "2026-01-01T00:00:05Z",
+                        }
+                    },
+                }
+            ],
+        }
+    }
+
+
+def ready_again(pod: dict[str, Any]) -> dict[str, Any]:
+    (gen,) = pod["spec"]["containers"]
+    return {
+        "status": {
+            "conditions": [
+                {"type": kind, "status": "True"}
+                for kind in ("Initialized", "Ready", "ContainersReady", "PodScheduled")
+            ],
+            "containerStatuses": [
+                {
+                    "name": gen["name"],
+                    "image": gen["image"],
+                    "imageID": "",
+                    "ready": True,
+                    "started": True,
+                    "restartCount": 5,
+                    "state": {"running": {"startedAt": "2026-01-01T00:01:00Z"}},
+                }
+            ],
+        }
+    }
+
+
+def test_a_crash_looping_generator_pod_shows_in_the_ready_condition_naming_it(
+    kube: Kubectl, operator: OperatorProcess
+) -> None:
+    """The kubelet's report of a crash loop, set through the API (kwok runs no container):
+    Ready turns False with the reason and the pod's name, once, and back when it runs."""
+    kube.apply(simulation("flaky", customers=10, replicas=2))
+    wait_ready(kube, "flaky")
+    pod = kube.get("pod", "flaky-1")
+    assert pod is not None
+    patch = ("patch", "pod", "flaky-1", "--subresource=status", "--type=merge")
+    kube.run(*patch, "-p", json.dumps(crash_looping(pod, restarts=4)))
+
+    kube.wait(
+        "heartbeatsimulation/flaky",
+        'jsonpath={.status.conditions[?(@.type=="Ready")].reason}=GeneratorCrashLooping',
+    )
+    ready = condition(kube, "flaky", "Ready")
+    assert ready["status"] == "False"
+    assert (
+        "flaky-1: crash-looping, restarted 4 times, last exit code 1 (Error)" in (ready["message"])
+    )
+    assert "flaky-0" not in ready["message"]
+    warnings = eventually(
+        lambda: [e for e in events(kube, "flaky") if e[1] == "GeneratorCrashLooping"],
+        30,
+        "a GeneratorCrashLooping Event",
+    )
+    assert warnings[0][0] == "Warning"
+    assert "flaky-1" in warnings[0][2]
+
+    kube.run(*patch, "-p", json.dumps(ready_again(pod)))
+    wait_ready(kube, "flaky")
+    assert condition(kube, "flaky", "Ready")["reason"] == "AllReplicasReady"
+    crash_events = [e for e in events(kube, "flaky") if e[1] == "GeneratorCrashLooping"]
+    assert len(crash_events) == 1, "reported once, not on every resync"
+
+
 def test_an_operator_killed_mid_way_converges_when_it_comes_back(
     kube: Kubectl, operator: OperatorProcess
 ) -> None:

@@ -86,6 +86,50 @@ def test_reconciling_a_settled_simulation_again_writes_and_posts_nothing(world: 
     assert world.metric("heartbeat_operator_reconcile_total", result="ok") == 5
 
 
+CRASH_LOOPING = {
+    "conditions": [{"type": "Ready", "status": "False"}],
+    "containerStatuses": [
+        {
+            "name": "generator",
+            "ready": False,
+            "restartCount": 6,
+            "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 5m0s"}},
+            "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}},
+        }
+    ],
+}
+
+
+def test_a_crash_looping_generator_pod_shows_in_ready_and_is_reported_once(world: World) -> None:
+    world.kube.apply("ward", {"customers": 10, "replicas": 3})
+    world.reconcile()
+    world.kube.settle("ward")
+    world.reconcile()
+    world.sts()["status"]["readyReplicas"] = 2  # ward-2 stopped being ready...
+    world.kube.unready["ward-2"] = CRASH_LOOPING  # ...and crash-loops (Kafka unreachable)
+
+    world.reconcile()
+    (ready,) = [c for c in world.kube.status("ward")["conditions"] if c["type"] == "Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "GeneratorCrashLooping")
+    assert "ward-2: crash-looping, restarted 6 times, last exit code 1 (Error)" in ready["message"]
+    (warning,) = [e for e in world.kube.events if e[0] == "Warning"]
+    assert warning[1] == "GeneratorCrashLooping"
+    assert "ward-2" in warning[2]
+    assert (
+        world.metric("heartbeat_operator_condition", namespace=NS, simulation="ward", type="Ready")
+        == 0
+    )
+
+    world.reconcile()
+    assert [e[1] for e in world.kube.events].count("GeneratorCrashLooping") == 1
+
+    del world.kube.unready["ward-2"]  # Kafka is back: the pod runs and is ready again
+    world.kube.settle("ward")
+    world.reconcile()
+    assert world.kube.condition("ward", "Ready") == ("True", "AllReplicasReady")
+    assert world.kube.reasons()[-1] == "AllReplicasReady"
+
+
 def test_a_spec_change_is_an_update_not_drift(world: World) -> None:
     world.kube.apply("ward", {"customers": 10, "replicas": 3})
     world.reconcile()

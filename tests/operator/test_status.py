@@ -9,12 +9,16 @@ import pytest
 
 from heartbeat_operator.spec import Problem, parse_spec
 from heartbeat_operator.status import (
+    PodFailure,
     Workload,
     assess,
     build_status,
     changed_conditions,
+    failures_message,
     merge_conditions,
     observe,
+    pod_failure,
+    pod_failures,
     simulated_customers,
 )
 
@@ -236,3 +240,158 @@ def test_the_status_reports_the_workload_not_the_spec() -> None:
         "selector": "a=b",
         "conditions": [],
     }
+
+
+# --- Pods that cannot run --------------------------------------------------------------
+
+
+def failing_pod(ordinal: int, **status: Any) -> dict[str, Any]:
+    found = pod(ordinal, 10, 3, ready=False)
+    found["status"].update(status)
+    return found
+
+
+def waiting(
+    why: str,
+    message: str = "",
+    restarts: int = 0,
+    exit_code: int | None = None,
+    ended: str = "",
+) -> dict[str, Any]:
+    """A pod status whose container waits for ``why`` (and last ended ``ended``)."""
+    container: dict[str, Any] = {
+        "name": "generator",
+        "ready": False,
+        "restartCount": restarts,
+        "state": {"waiting": {"reason": why, "message": message}},
+    }
+    if exit_code is not None:
+        container["lastState"] = {"terminated": {"exitCode": exit_code, "reason": ended}}
+    return {"containerStatuses": [container]}
+
+
+UNSCHEDULED = {
+    "conditions": [
+        {
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": "0/1 nodes are available: 1 Insufficient memory.",
+        }
+    ]
+}
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "detail"),
+    [
+        (
+            waiting("CrashLoopBackOff", "back-off 40s", restarts=4, exit_code=1, ended="Error"),
+            "GeneratorCrashLooping",
+            "crash-looping, restarted 4 times, last exit code 1 (Error)",
+        ),
+        (
+            waiting("CrashLoopBackOff", restarts=1),
+            "GeneratorCrashLooping",
+            "crash-looping, restarted 1 time",
+        ),
+        (
+            waiting("CreateContainerConfigError", 'secret "kafka-user" not found'),
+            "GeneratorConfigError",
+            'CreateContainerConfigError: secret "kafka-user" not found',
+        ),
+        (
+            waiting("ImagePullBackOff", 'Back-off pulling image "heartbeat:nope"'),
+            "GeneratorImageNotPulled",
+            'ImagePullBackOff: Back-off pulling image "heartbeat:nope"',
+        ),
+        (
+            waiting("ErrImagePull"),
+            "GeneratorImageNotPulled",
+            "ErrImagePull: ErrImagePull",
+        ),
+        (
+            UNSCHEDULED,
+            "GeneratorUnschedulable",
+            "not scheduled: 0/1 nodes are available: 1 Insufficient memory.",
+        ),
+    ],
+)
+def test_a_pod_that_cannot_run_says_why_as_kubectl_would(
+    status: dict[str, Any], reason: str, detail: str
+) -> None:
+    assert pod_failure(failing_pod(1, **status)) == PodFailure("sim-1", reason, detail)
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        waiting("ContainerCreating"),  # starting: passes by itself
+        waiting("PodInitializing"),
+        {"containerStatuses": [{"name": "generator", "state": {"running": {}}}]},
+        {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "SchedulingGated"}]},
+        {},
+    ],
+)
+def test_a_pod_that_starts_or_runs_is_no_failure(status: dict[str, Any]) -> None:
+    assert pod_failure(failing_pod(0, **status)) is None
+
+
+def test_a_pod_going_away_is_no_failure() -> None:
+    going = failing_pod(0, **waiting("CrashLoopBackOff", restarts=9))
+    going["metadata"]["deletionTimestamp"] = "2026-01-02T03:04:05Z"
+    assert pod_failure(going) is None
+
+
+def test_the_most_pressing_failure_comes_first_then_the_pods_by_ordinal() -> None:
+    pods = [
+        failing_pod(10, **waiting("CrashLoopBackOff", restarts=2)),
+        failing_pod(2, **waiting("CrashLoopBackOff", restarts=3)),
+        failing_pod(5, **waiting("CreateContainerConfigError", "no key")),
+        pod(0, 10, 3),
+    ]
+    assert [(f.pod, f.reason) for f in pod_failures(pods)] == [
+        ("sim-5", "GeneratorConfigError"),
+        ("sim-2", "GeneratorCrashLooping"),
+        ("sim-10", "GeneratorCrashLooping"),
+    ]
+
+
+def test_a_crash_looping_pod_makes_the_simulation_not_ready_naming_the_pod() -> None:
+    statefulset = sts(3, ready=2)
+    pods = [
+        pod(0, 10, 3),
+        failing_pod(1, **waiting("CrashLoopBackOff", restarts=5, exit_code=1, ended="Error")),
+        pod(2, 10, 3),
+    ]
+    workload = observe(statefulset, pods)
+    ready, progressing, _ = assess(parse_spec({"customers": 10, "replicas": 3}), None, workload)
+    assert (ready.status, ready.reason) == (False, "GeneratorCrashLooping")
+    assert ready.message.startswith(
+        "generator pod failing: sim-1: crash-looping, restarted 5 times, last exit code 1 (Error)"
+    )
+    assert "2 of 3 replicas ready" in ready.message
+    assert (progressing.status, progressing.reason) == (True, "RollingOut")
+
+
+def test_many_failing_pods_are_named_up_to_three() -> None:
+    failures = pod_failures(
+        [failing_pod(i, **waiting("CrashLoopBackOff", restarts=1)) for i in range(5)]
+    )
+    message = failures_message(failures)
+    assert message.startswith("generator pods failing: sim-0: ")
+    assert "sim-2" in message
+    assert "sim-3" not in message
+    assert message.endswith("; and 2 more")
+
+
+def test_a_long_message_of_the_kubelet_is_cut() -> None:
+    (failure,) = pod_failures([failing_pod(0, **waiting("CreateContainerError", "x" * 5000))])
+    assert len(failure.detail) < 300
+
+
+def test_the_spec_problem_and_the_pause_come_before_the_pods() -> None:
+    workload = observe(sts(3, ready=2), [failing_pod(1, **waiting("CrashLoopBackOff", restarts=5))])
+    spec = parse_spec({"customers": 10, "replicas": 3, "paused": True})
+    assert assess(spec, None, workload)[0].reason == "Paused"
+    assert assess(None, INVALID, workload)[0].reason == "InvalidSpec"
