@@ -163,11 +163,12 @@ def _number(value: float) -> str:
     return f"{value:g}"
 
 
-def _probe(path: str, initial_delay: int, failures: int) -> Manifest:
+def _probe(path: str, initial_delay: int, period: int, failures: int) -> Manifest:
+    """A probe as the chart's pods have it (a test compares them)."""
     return {
         "httpGet": {"path": path, "port": "metrics"},
         "initialDelaySeconds": initial_delay,
-        "periodSeconds": 10,
+        "periodSeconds": period,
         "timeoutSeconds": 3,
         "failureThreshold": failures,
     }
@@ -194,8 +195,8 @@ def _pod_spec(spec: SimulationSpec, generator: GeneratorConfig) -> Manifest:
         "args": ["produce"],
         "env": generator_env(spec, generator),
         "ports": [{"name": "metrics", "containerPort": generator.metrics_port, "protocol": "TCP"}],
-        "livenessProbe": _probe("/healthz", initial_delay=10, failures=6),
-        "readinessProbe": _probe("/readyz", initial_delay=5, failures=3),
+        "livenessProbe": _probe("/healthz", initial_delay=10, period=10, failures=6),
+        "readinessProbe": _probe("/readyz", initial_delay=5, period=5, failures=3),
         "resources": {
             "requests": {"cpu": generator.cpu_request, "memory": generator.memory_request},
             "limits": {"memory": generator.memory_limit},
