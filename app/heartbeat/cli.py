@@ -1,4 +1,5 @@
-"""The ``heartbeat`` command: produce, consume, migrate, maintain, stats, tail, dlq, settings.
+"""The ``heartbeat`` command: produce, consume, migrate, maintain, stats, tail, dlq, lag,
+offsets, operator, settings, completion.
 
 Exit codes: 0 success, 1 failure at run time (e.g. undelivered messages),
 2 bad settings or usage (the message names each bad setting).
@@ -25,6 +26,7 @@ from heartbeat.errors import (
     TransientError,
     UsageError,
 )
+from heartbeat.help import Parser
 from heartbeat.settings import (
     Settings,
     documented_fields,
@@ -42,7 +44,7 @@ LONG_RUNNING = frozenset({"produce", "consume", "operator"})
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="heartbeat",
         description="Heart-rate pipeline: generator -> Kafka -> consumer -> PostgreSQL. "
         "Settings come from the environment and .env; see `heartbeat settings`.",
@@ -51,31 +53,41 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     produce = sub.add_parser("produce", help="send generated readings to Kafka")
-    produce.add_argument("--customers", type=int, dest="producer_customers")
-    produce.add_argument("--first-customer", type=int, dest="producer_first_customer")
+    produce.add_argument(
+        "--customers", type=int, dest="producer_customers", help="customers simulated"
+    )
+    produce.add_argument(
+        "--first-customer", type=int, dest="producer_first_customer", help="first customer id"
+    )
     produce.add_argument(
         "--rate", type=float, dest="producer_rate", help="messages per second; 0 = unpaced"
     )
     produce.add_argument("--count", type=int, dest="producer_count", help="stop after this many")
-    produce.add_argument("--seed", type=int, dest="producer_seed")
-    produce.add_argument("--metrics-port", type=int, dest="metrics_port")
+    produce.add_argument("--seed", type=int, dest="producer_seed", help="generator seed")
+    produce.add_argument("--metrics-port", type=int, dest="metrics_port", help=METRICS_PORT)
 
     consume = sub.add_parser("consume", help="validate readings and store them in PostgreSQL")
-    consume.add_argument("--batch-size", type=int, dest="consumer_batch_max_messages")
-    consume.add_argument("--metrics-port", type=int, dest="metrics_port")
+    consume.add_argument(
+        "--batch-size", type=int, dest="consumer_batch_max_messages", help="most messages a batch"
+    )
+    consume.add_argument("--metrics-port", type=int, dest="metrics_port", help=METRICS_PORT)
 
     migrate = sub.add_parser("migrate", help="apply, list or roll back database migrations")
-    migrate.add_argument("action", nargs="?", choices=["up", "status", "rollback"], default="up")
     migrate.add_argument(
-        "--steps", type=int, default=1, help="with rollback: how many to undo (default: 1)"
+        "action",
+        nargs="?",
+        choices=["up", "status", "rollback"],
+        default="up",
+        help="apply what is pending, list each with its state, or undo the newest",
     )
+    migrate.add_argument("--steps", type=int, default=1, help="with rollback: how many to undo")
     migrate.add_argument(
         "--yes", action="store_true", help="with rollback: do not ask for confirmation"
     )
     migrate.add_argument(
         "--dry-run", action="store_true", help="with rollback: list what would be undone"
     )
-    migrate.add_argument("--json", action="store_true", help="with status: print JSON")
+    migrate.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     maintain = sub.add_parser(
         "maintain",
@@ -87,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="run again every SECONDS until stopped (default: run once)",
     )
+    maintain.add_argument("--json", action="store_true", help="one JSON object per run")
 
     stats = sub.add_parser(
         "stats", help="reading and anomaly counts, per-customer statistics, over a window"
@@ -95,20 +108,18 @@ def _parser() -> argparse.ArgumentParser:
         "--window",
         type=_positive(float),
         default=3600.0,
-        help="seconds of readings counted, ending now (default: 3600); longer than an hour "
+        help="seconds of readings counted, ending now; longer than an hour "
         "reads the per-minute rollups, in whole minutes",
     )
-    stats.add_argument(
-        "--limit", type=_positive(int), default=50, help="most customers listed (default: 50)"
-    )
+    stats.add_argument("--limit", type=_positive(int), default=50, help="most customers listed")
     stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     tail = sub.add_parser("tail", help="print messages of a topic with their headers")
     which = tail.add_mutually_exclusive_group()
     which.add_argument("--topic", help="topic to read (default: the readings topic)")
     which.add_argument("--dlq", action="store_true", help="read the dead-letter topic")
-    tail.add_argument("--from-beginning", action="store_true")
-    tail.add_argument("--max-messages", type=_positive(int))
+    tail.add_argument("--from-beginning", action="store_true", help="start at the oldest message")
+    tail.add_argument("--max-messages", type=_positive(int), help="stop after this many")
     tail.add_argument(
         "--idle-timeout", type=_positive(float), help="stop after this many idle seconds"
     )
@@ -139,6 +150,32 @@ def _parser() -> argparse.ArgumentParser:
     redrive.add_argument("--all", action="store_true", help="every one not re-driven yet")
     redrive.add_argument("--dry-run", action="store_true", help="say what would be sent")
 
+    lag = sub.add_parser(
+        "lag", help="per partition: end offset, stored offset (PostgreSQL), lag, last write"
+    )
+    _group_and_topic(lag)
+    lag.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    offsets = sub.add_parser("offsets", help="move a stopped consumer group's stored offsets")
+    offsets_actions = offsets.add_subparsers(dest="offsets_action", required=True, metavar="ACTION")
+    reset = offsets_actions.add_parser(
+        "reset",
+        help="set the stored offsets (PostgreSQL, then Kafka's) of a group with no members",
+    )
+    _group_and_topic(reset)
+    to = reset.add_mutually_exclusive_group(required=True)
+    to.add_argument("--to-earliest", action="store_true", help="the start of each partition")
+    to.add_argument("--to-latest", action="store_true", help="the end: skip what is unread")
+    to.add_argument(
+        "--to-datetime",
+        type=_aware_datetime,
+        metavar="ISO",
+        help="the first message at or after this time (ISO 8601 with an offset, e.g. "
+        "2026-01-01T11:00:00Z)",
+    )
+    reset.add_argument("--dry-run", action="store_true", help="show what would change")
+    reset.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
     operator = sub.add_parser("operator", help="run the HeartbeatSimulation operator (kopf)")
     operator.add_argument(
         "--namespace",
@@ -147,13 +184,47 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NS",
         help="serve this namespace (repeatable); default OPERATOR_NAMESPACES, empty = all",
     )
-    operator.add_argument("--metrics-port", type=int, dest="metrics_port")
+    operator.add_argument("--metrics-port", type=int, dest="metrics_port", help=METRICS_PORT)
 
     show = sub.add_parser("settings", help="show the effective settings or their documentation")
     show_as = show.add_mutually_exclusive_group()
     show_as.add_argument("--markdown", action="store_true", help="the README's settings table")
     show_as.add_argument("--env-example", action="store_true", help="the content of .env.example")
+    show_as.add_argument(
+        "--json", action="store_true", help="the effective settings and their origin, as JSON"
+    )
+
+    completion = sub.add_parser(
+        "completion",
+        help="print a shell completion script",
+        description='Print a completion script: `eval "$(heartbeat completion bash)"` in '
+        "~/.bashrc, or `heartbeat completion zsh > ~/.zfunc/_heartbeat` with ~/.zfunc in "
+        "fpath before compinit in ~/.zshrc.",
+    )
+    completion.add_argument("shell", choices=["bash", "zsh"], help="the shell")
     return parser
+
+
+METRICS_PORT = "port of /metrics, /healthz, /readyz; 0 picks a free one"
+
+
+def _group_and_topic(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--group", dest="kafka_consumer_group", help="consumer group")
+    parser.add_argument("--topic", dest="kafka_topic", help="topic of the readings")
+
+
+def _aware_datetime(text: str) -> Any:
+    from datetime import datetime
+
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an ISO 8601 date-time, got {text!r}") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} has no UTC offset: add Z or +HH:MM so the instant is unambiguous"
+        )
+    return value
 
 
 _SETTING_OPTIONS = (
@@ -164,6 +235,8 @@ _SETTING_OPTIONS = (
     "producer_seed",
     "metrics_port",
     "consumer_batch_max_messages",
+    "kafka_consumer_group",
+    "kafka_topic",
 )
 
 
@@ -172,6 +245,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = {name: getattr(args, name, None) for name in _SETTING_OPTIONS}
     if args.command == "settings" and (args.markdown or args.env_example):
         print(settings_markdown() if args.markdown else env_example(), end="")
+        return EXIT_OK
+    if args.command == "completion":
+        from heartbeat.completion import script
+
+        print(script(_parser(), args.shell), end="")
         return EXIT_OK
     dotenv = read_dotenv()
     # libpq reads only the environment; PG* lines of .env count as if exported.
@@ -195,6 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "stats": _stats,
         "tail": _tail,
         "dlq": _dlq,
+        "lag": _lag,
+        "offsets": _offsets,
         "operator": _operator,
         "settings": _show_settings,
     }
@@ -329,19 +409,31 @@ def _run_migrations(migrator: Any, args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.action == "rollback":
         planned = migrator.plan_rollback(args.steps)
-        print("would roll back (newest first):" if args.dry_run else "to roll back (newest first):")
+        if args.json and args.dry_run:
+            print(json.dumps({"dry_run": True, "rolled_back": planned}))
+            return EXIT_OK
+        print(
+            "would roll back (newest first):" if args.dry_run else "to roll back (newest first):",
+            file=sys.stderr if args.json else sys.stdout,
+        )
         for migration_id in planned:
-            print(f"  {migration_id}")
+            print(f"  {migration_id}", file=sys.stderr if args.json else sys.stdout)
         if args.dry_run:
             return EXIT_OK
         if not args.yes and not _confirm("roll back these migrations? their data is lost [y/N] "):
             print("nothing rolled back", file=sys.stderr)
             return EXIT_FAILED
         undone = migrator.rollback(args.steps)
-        print("rolled back: " + ", ".join(undone))
+        if args.json:
+            print(json.dumps({"dry_run": False, "rolled_back": undone}))
+        else:
+            print("rolled back: " + ", ".join(undone))
         return EXIT_OK
     applied = migrator.apply()
-    print("applied: " + (", ".join(applied) or "nothing, the schema is up to date"))
+    if args.json:
+        print(json.dumps({"applied": applied}))
+    else:
+        print("applied: " + (", ".join(applied) or "nothing, the schema is up to date"))
     return EXIT_OK
 
 
@@ -382,8 +474,12 @@ def _maintain(settings: Settings, args: argparse.Namespace) -> int:
                     raise
                 logger.error("maintenance not done: %s", exc)
             else:
-                for line in report.lines():
-                    print(line, flush=True)
+                if args.json:
+                    fields = {"skipped": report.skipped, "done": report.done}
+                    print(json.dumps(fields | {"failed": report.failed}), flush=True)
+                else:
+                    for line in report.lines():
+                        print(line, flush=True)
                 if report.failed and not args.every:
                     return EXIT_FAILED
             if not args.every or stop.wait(args.every):
@@ -498,6 +594,57 @@ def _dlq(settings: Settings, args: argparse.Namespace) -> int:
         )
 
 
+def _lag(settings: Settings, args: argparse.Namespace) -> int:
+    from heartbeat import lag
+    from heartbeat.kafka import GroupAdmin
+    from heartbeat.store import Store
+
+    group, topic = settings.kafka_consumer_group, settings.kafka_topic
+    admin = GroupAdmin(settings)
+    with Store(
+        _conninfo(settings), max_size=1, connect_timeout=settings.database_connect_timeout_seconds
+    ) as store:
+        rows = lag.collect(
+            store,
+            admin,
+            group=group,
+            topic=topic,
+            auto_offset_reset=settings.kafka_auto_offset_reset,
+        )
+    print(
+        lag.render_json(group, topic, rows) if args.json else lag.render_table(group, topic, rows)
+    )
+    return EXIT_OK
+
+
+def _offsets(settings: Settings, args: argparse.Namespace) -> int:
+    from heartbeat import offsets
+    from heartbeat.kafka import GroupAdmin
+    from heartbeat.store import Store
+
+    if args.to_datetime is not None:
+        target = offsets.Target("datetime", args.to_datetime)
+    else:
+        target = offsets.Target("earliest" if args.to_earliest else "latest")
+    with Store(
+        _conninfo(settings),
+        max_size=1,
+        connect_timeout=settings.database_connect_timeout_seconds,
+        statement_timeout=settings.database_statement_timeout_seconds,
+        lock_timeout=settings.database_lock_timeout_seconds,
+    ) as store:
+        return offsets.reset(
+            store,
+            GroupAdmin(settings),
+            group=settings.kafka_consumer_group,
+            topic=settings.kafka_topic,
+            target=target,
+            dry_run=args.dry_run,
+            as_json=args.json,
+            out=sys.stdout,
+        )
+
+
 # What the ``operator`` extra installs; the pipeline's commands never import it.
 OPERATOR_EXTRA = frozenset({"kopf", "kubernetes"})
 
@@ -516,9 +663,17 @@ def _operator(settings: Settings, args: argparse.Namespace) -> int:
     return run(settings, namespaces=args.operator_namespaces)
 
 
-def _show_settings(settings: Settings, _: argparse.Namespace) -> int:
+def _show_settings(settings: Settings, args: argparse.Namespace) -> int:
     """Each effective value and where it came from, as a comment that .env files allow."""
     origin = sources(os.environ, read_dotenv())
+    if args.json:
+        shown = settings.model_dump(mode="json")
+        print(
+            json.dumps(
+                {Settings.env_name(n): {"value": v, "from": origin[n]} for n, v in shown.items()}
+            )
+        )
+        return EXIT_OK
     for name, value in settings.model_dump().items():
         line = f"{Settings.env_name(name)}={'' if value is None else value}"
         print(f"{line:<48} # {origin[name]}")
