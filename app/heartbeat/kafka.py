@@ -496,29 +496,6 @@ class KafkaConsumer:
             records.append(_record(message))
         return records
 
-    def poll_messages(self, max_messages: int, timeout: float) -> list[RawMessage]:
-        """Like ``poll_batch``, without a copy: the client's own message objects.
-
-        The consumer's hot path reads their partition, offset and value directly;
-        ``to_record`` makes a ``Record`` of one when it must be kept (dead letters).
-        """
-        messages = self._consumer.consume(num_messages=max_messages, timeout=timeout)
-        for message in messages:
-            if message.error() is not None:
-                return [m for m in messages if not self._is_error(m)]
-        return messages  # type: ignore[return-value]
-
-    @staticmethod
-    def _is_error(message: Message) -> bool:
-        error = message.error()
-        if error is None:
-            return False
-        if error.fatal():
-            raise ConsumerFailed(f"kafka consumer fatal error: {error.str()}")
-        if error.code() != KafkaError._PARTITION_EOF:
-            logger.warning("kafka consume error: %s", error.str())
-        return True
-
     def assignment(self) -> list[Partition]:
         return [Partition(tp.topic, tp.partition) for tp in self._consumer.assignment()]
 
@@ -706,3 +683,86 @@ def _headers(message: Message) -> Headers:
     raw = message.headers() or []
     pairs = raw.items() if isinstance(raw, dict) else raw
     return [(name, value) for name, value in pairs if isinstance(value, bytes)]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupState:
+    """What the brokers' group coordinator says of a consumer group."""
+
+    state: str  # e.g. "STABLE", "EMPTY", "DEAD" (a group Kafka does not know)
+    members: int
+
+
+class GroupAdmin:
+    """The calls ``heartbeat lag`` and ``heartbeat offsets`` make of the brokers."""
+
+    def __init__(self, settings: Settings, timeout: float = 10.0) -> None:
+        self._errors = SecurityErrors()
+        self._admin = AdminClient(client_config(settings) | self._errors.config())
+        self._servers = settings.kafka_bootstrap_servers
+        self._timeout = timeout
+
+    def _unavailable(self, what: str, exc: BaseException) -> KafkaUnavailable:
+        text = f"Kafka at {self._servers} (KAFKA_BOOTSTRAP_SERVERS): cannot {what}: {exc}"
+        return KafkaUnavailable(self._errors.explain(self._admin, text))
+
+    def partitions(self, topic: str) -> list[Partition]:
+        """The topic's partitions; ``TopicNotFound`` if it does not exist."""
+        try:
+            found = self._admin.list_topics(topic=topic, timeout=self._timeout).topics.get(topic)
+        except KafkaException as exc:
+            raise self._unavailable(f"read the metadata of {topic}", exc) from None
+        if found is None or found.error is not None or not found.partitions:
+            raise TopicNotFound(f"topic {topic!r} does not exist on Kafka at {self._servers}")
+        return [Partition(topic, p) for p in sorted(found.partitions)]
+
+    def _list_offsets(self, partitions: Sequence[Partition], spec: Any) -> dict[Partition, int]:
+        futures = self._admin.list_offsets(
+            {TopicPartition(p.topic, p.partition): spec for p in partitions},
+            isolation_level=IsolationLevel.READ_COMMITTED,
+            request_timeout=self._timeout,
+        )
+        found = {}
+        for tp, future in futures.items():
+            try:
+                found[Partition(tp.topic, tp.partition)] = future.result().offset
+            except KafkaException as exc:
+                raise self._unavailable("list offsets", exc) from None
+        return found
+
+    def log_bounds(self, partitions: Sequence[Partition]) -> dict[Partition, tuple[int, int]]:
+        """(log start, last stable offset) of each partition, as a read_committed reader sees."""
+        low = self._list_offsets(partitions, OffsetSpec.earliest())  # type: ignore[no-untyped-call]
+        high = self._list_offsets(partitions, OffsetSpec.latest())  # type: ignore[no-untyped-call]
+        return {p: (max(0, low[p]), high[p]) for p in partitions}
+
+    def offsets_at(
+        self, partitions: Sequence[Partition], at_ms: int
+    ) -> dict[Partition, int | None]:
+        """The first offset of each partition stamped at or after ``at_ms``; None if none is."""
+        spec = OffsetSpec.for_timestamp(at_ms)
+        return {p: (o if o >= 0 else None) for p, o in self._list_offsets(partitions, spec).items()}
+
+    def group(self, group: str) -> GroupState:
+        """The group's state and how many members it has now."""
+        future = self._admin.describe_consumer_groups([group], request_timeout=self._timeout)[group]
+        try:
+            found = future.result()
+        except KafkaException as exc:
+            if exc.args and exc.args[0].code() == KafkaError.GROUP_ID_NOT_FOUND:
+                return GroupState("DEAD", 0)
+            raise self._unavailable(f"describe consumer group {group}", exc) from None
+        state = getattr(found.state, "name", str(found.state))
+        return GroupState(state, len(found.members))
+
+    def commit(self, group: str, offsets: Mapping[Partition, int]) -> None:
+        """Set the group's committed offsets in Kafka (it must have no members)."""
+        request = ConsumerGroupTopicPartitions(
+            group, [TopicPartition(p.topic, p.partition, o) for p, o in sorted(offsets.items())]
+        )
+        futures = self._admin.alter_consumer_group_offsets([request], request_timeout=self._timeout)
+        for future in futures.values():
+            try:
+                future.result()
+            except KafkaException as exc:
+                raise self._unavailable(f"commit offsets of group {group}", exc) from None
