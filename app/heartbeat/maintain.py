@@ -8,10 +8,13 @@ meanwhile, from a CronJob, ``make dev`` or by hand, finds it taken and does noth
    let ``heartbeat.maintenance.plan`` decide, create, purge and drop (one transaction
    per step);
 2. forget pending minutes past the raw retention, then recompute every pending minute
-   from the readings (``heartbeat.partition_sql.ROLLUP``, ten minutes per statement);
+   from the readings (``heartbeat.partition_sql.ROLLUP``, ten minutes per statement),
+   which marks their hours pending;
 3. the same as 1. for ``heartbeat_minutes``;
-4. delete fleet minutes and forget customers older than the rollup retention (small
-   tables: one row a minute, one row a customer).
+4. recompute every pending hour from its minutes (``HOURLY_ROLLUP``, two hours per
+   statement), then the same as 1. for ``heartbeat_hours``;
+5. delete fleet minutes older than the rollup retention and forget customers not seen
+   within the hourly one (small tables: one row a minute, one row a customer).
 
 A step that cannot get its locks within MAINTENANCE_LOCK_TIMEOUT_SECONDS is tried
 three times, then reported as not done; the others still run, and the next run does
@@ -27,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from heartbeat import maintenance, partition_sql
-from heartbeat.errors import FatalError, TransientError
+from heartbeat.errors import SchemaNotMigrated, TransientError
 from heartbeat.maintenance import Managed, Observed, Partition
 from heartbeat.partition_sql import Statement
 from heartbeat.settings import Settings
@@ -53,8 +56,9 @@ class Report:
         return lines + [f"not done: {failure}" for failure in self.failed]
 
 
-def managed_tables(settings: Settings) -> tuple[Managed, Managed]:
-    """The raw readings, then their rollups (a UTC day per partition)."""
+def managed_tables(settings: Settings) -> tuple[Managed, Managed, Managed]:
+    """The raw readings, their per-minute rollups (a UTC day per partition), then the
+    per-hour ones (a UTC week per partition)."""
     return (
         Managed(
             "heartbeats",
@@ -67,6 +71,12 @@ def managed_tables(settings: Settings) -> tuple[Managed, Managed]:
             "minute",
             "day",
             timedelta(days=settings.rollup_retention_days),
+        ),
+        Managed(
+            "heartbeat_hours",
+            "hour",
+            "week",
+            timedelta(days=settings.hourly_rollup_retention_days),
         ),
     )
 
@@ -81,7 +91,7 @@ class Maintainer:
         pause: Callable[[float], None] = time.sleep,
     ) -> None:
         self.store = store
-        self.raw, self.rollups = managed_tables(settings)
+        self.raw, self.rollups, self.hours = managed_tables(settings)
         self.ahead = timedelta(days=settings.partition_ahead_days)
         self.lock_timeout = settings.maintenance_lock_timeout_seconds
         self._clock = clock
@@ -101,7 +111,10 @@ class Maintainer:
             # After the rollups: a minute rolled up beyond the partitions made so far
             # lands in the default partition and gets its own here.
             self._partitions(self.rollups, now, report)
+            self._hourly_rollups(report)
+            self._partitions(self.hours, now, report)
             rollup_expiry = maintenance.expiry(now, self.rollups.interval, self.rollups.retention)
+            hourly_expiry = maintenance.expiry(now, self.hours.interval, self.hours.retention)
             expired = self._step(
                 "forget fleet minutes",
                 [(partition_sql.FORGET_FLEET_MINUTES, {"before": rollup_expiry})],
@@ -111,11 +124,11 @@ class Maintainer:
                     f"deleted {expired[0]} fleet minutes before {_at(rollup_expiry)}"
                 )
             forgotten = self._step(
-                "forget customers", [(partition_sql.FORGET_CUSTOMERS, {"before": rollup_expiry})]
+                "forget customers", [(partition_sql.FORGET_CUSTOMERS, {"before": hourly_expiry})]
             )
             if forgotten and forgotten[0]:
                 report.done.append(
-                    f"forgot {forgotten[0]} customers not seen since {_at(rollup_expiry)}"
+                    f"forgot {forgotten[0]} customers not seen since {_at(hourly_expiry)}"
                 )
         return report
 
@@ -124,7 +137,9 @@ class Maintainer:
     def observe(self, managed: Managed) -> Observed:
         kind = self.store.query(partition_sql.KIND, {"table": managed.table})
         if not kind or kind[0]["kind"] != "p":
-            raise FatalError(f"{managed.table} is not partitioned; run `heartbeat migrate` first")
+            raise SchemaNotMigrated(
+                f"{managed.table} is not partitioned; run `heartbeat migrate` first"
+            )
         rows = self.store.query(partition_sql.PARTITIONS, {"table": managed.table})
         default = next((row["name"] for row in rows if row["is_default"]), None)
         partitions = tuple(
@@ -174,8 +189,21 @@ class Maintainer:
             )
             rows += counts[0] if counts else 0
         if minutes:
-            self._step("analyze pending minutes", [(partition_sql.ANALYZE_PENDING, None)])
             report.done.append(f"rolled up {len(minutes)} pending minutes ({rows} rows)")
+
+    def _hourly_rollups(self, report: Report) -> None:
+        hours = [row["hour"] for row in self.store.query(partition_sql.PENDING_HOURS)]
+        rows = 0
+        chunks = maintenance.rollup_chunks(hours, maintenance.HOURLY_ROLLUP_SPAN, maintenance.HOUR)
+        for lower, upper in chunks:
+            counts = self._step(
+                f"roll up the hours {_at(lower)} to {_at(upper)}",
+                partition_sql.hourly_rollup(lower, upper),
+            )
+            rows += counts[0] if counts else 0
+        if hours:
+            self._step("analyze pending minutes and hours", [(partition_sql.ANALYZE_PENDING, None)])
+            report.done.append(f"rolled up {len(hours)} pending hours ({rows} rows)")
 
     # --- steps -------------------------------------------------------------------
 

@@ -1,8 +1,9 @@
 """What `heartbeat maintain` should do, decided from what it found: pure, no I/O.
 
-Two tables are range-partitioned on time: ``heartbeats`` on ``ts`` (PARTITION_INTERVAL,
-kept RAW_RETENTION_DAYS) and ``heartbeat_minutes`` on ``minute`` (a day each, kept
-ROLLUP_RETENTION_DAYS). For each, ``plan`` compares the partitions there with the ones
+Three tables are range-partitioned on time: ``heartbeats`` on ``ts`` (PARTITION_INTERVAL,
+kept RAW_RETENTION_DAYS), ``heartbeat_minutes`` on ``minute`` (a day each, kept
+ROLLUP_RETENTION_DAYS) and ``heartbeat_hours`` on ``hour`` (a week each, kept
+HOURLY_ROLLUP_RETENTION_DAYS). For each, ``plan`` compares the partitions there with the ones
 wanted and returns the steps:
 
 * ``Create`` the partitions from the current one to PARTITION_AHEAD_DAYS ahead, and
@@ -36,8 +37,11 @@ STEPS: dict[Interval, timedelta] = {
 # Strays in the default partition are looked at by the hour.
 STRAY_GRAIN = timedelta(hours=1)
 MINUTE = timedelta(minutes=1)
-# A rollup statement recomputes at most this much time of readings.
+HOUR = timedelta(hours=1)
+# A rollup statement recomputes at most this much time of readings...
 ROLLUP_SPAN = timedelta(minutes=10)
+# ... and an hourly one at most this much time of per-minute rollups.
+HOURLY_ROLLUP_SPAN = timedelta(hours=2)
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
 
 
@@ -183,13 +187,14 @@ def _upper(partition: Partition) -> datetime:
 
 
 def rollup_chunks(
-    minutes: Sequence[datetime], span: timedelta = ROLLUP_SPAN
+    starts: Sequence[datetime], span: timedelta = ROLLUP_SPAN, grain: timedelta = MINUTE
 ) -> list[tuple[datetime, datetime]]:
-    """Pending minutes grouped into [lower, upper) ranges no longer than ``span``."""
+    """Pending minutes (or hours: ``grain``) grouped into [lower, upper) ranges no longer
+    than ``span``."""
     chunks: list[tuple[datetime, datetime]] = []
-    for minute in sorted(set(minutes)):
-        if chunks and minute + MINUTE - chunks[-1][0] <= span:
-            chunks[-1] = (chunks[-1][0], minute + MINUTE)
+    for start in sorted(set(starts)):
+        if chunks and start + grain - chunks[-1][0] <= span:
+            chunks[-1] = (chunks[-1][0], start + grain)
         else:
-            chunks.append((minute, minute + MINUTE))
+            chunks.append((start, start + grain))
     return chunks

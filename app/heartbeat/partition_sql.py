@@ -41,11 +41,12 @@ WHERE i.inhparent = to_regclass(%(table)s)
 ORDER BY 3 NULLS FIRST
 """
 PENDING_MINUTES = "SELECT DISTINCT minute FROM heartbeat_minutes_pending ORDER BY minute"
+PENDING_HOURS = "SELECT DISTINCT hour FROM heartbeat_hours_pending ORDER BY hour"
 DISCARD_PENDING = "DELETE FROM heartbeat_minutes_pending WHERE minute < %(before)s"
 FORGET_CUSTOMERS = "DELETE FROM customer_last_seen WHERE newest_ts < %(before)s"
-# Readers join the pending minutes: keep the planner's idea of their number current
-# (a stale one, after many were taken, turns a small join into a large plan).
-ANALYZE_PENDING = "ANALYZE heartbeat_minutes_pending"
+# Readers join the pending minutes and hours: keep the planner's idea of their number
+# current (a stale one, after many were taken, turns a small join into a large plan).
+ANALYZE_PENDING = "ANALYZE heartbeat_minutes_pending, heartbeat_hours_pending"
 # Each pending minute of [lower, upper) is taken and recomputed from the readings, in
 # one statement: one snapshot, so every batch whose pending row is taken is counted
 # whole. A batch committing meanwhile leaves its row for the next run. Replacing the
@@ -75,12 +76,17 @@ WHERE h.ts >= %(lower)s AND h.ts < %(upper)s
 # pending row is taken is counted whole, and the two tables agree. A batch committing
 # meanwhile leaves its row for the next run. Replacing the figures, never adding to
 # them, makes a second recomputation harmless. Rows go in minute order, which keeps the
-# BRIN index on minute selective. The statement's count is the per-customer rows.
+# BRIN index on minute selective. The hours the minutes fall in are marked for the hourly
+# rollups (``HOURLY_ROLLUP``, the next step). The statement's count is the per-customer
+# rows.
 ROLLUP = f"""
 WITH taken AS (
     DELETE FROM heartbeat_minutes_pending
     WHERE minute >= %(lower)s AND minute < %(upper)s
     RETURNING minute
+), hours AS (
+    INSERT INTO heartbeat_hours_pending (hour)
+    SELECT DISTINCT date_bin('1 hour', minute, {MINUTE_ORIGIN}) FROM taken
 ), per_customer ({ROLLUP_COLUMNS}) AS (
     {AGGREGATE_MINUTES}
       AND date_bin('1 minute', h.ts, {MINUTE_ORIGIN}) IN (SELECT minute FROM taken)
@@ -104,6 +110,46 @@ INSERT INTO heartbeat_minutes AS m ({ROLLUP_COLUMNS})
 SELECT {ROLLUP_COLUMNS} FROM per_customer
 ORDER BY minute, customer_id
 ON CONFLICT (customer_id, minute) DO UPDATE SET
+    readings = EXCLUDED.readings,
+    min_heart_rate = EXCLUDED.min_heart_rate,
+    max_heart_rate = EXCLUDED.max_heart_rate,
+    sum_heart_rate = EXCLUDED.sum_heart_rate,
+    sum_squares = EXCLUDED.sum_squares,
+    low_anomalies = EXCLUDED.low_anomalies,
+    high_anomalies = EXCLUDED.high_anomalies,
+    newest_ts = EXCLUDED.newest_ts
+"""
+# Each customer's figures per hour, from the per-minute rollups of [lower, upper).
+AGGREGATE_HOURS = f"""
+SELECT m.customer_id,
+       date_bin('1 hour', m.minute, {MINUTE_ORIGIN}),
+       sum(m.readings),
+       min(m.min_heart_rate),
+       max(m.max_heart_rate),
+       sum(m.sum_heart_rate),
+       sum(m.sum_squares),
+       sum(m.low_anomalies),
+       sum(m.high_anomalies),
+       max(m.newest_ts)
+FROM heartbeat_minutes AS m
+WHERE m.minute >= %(lower)s AND m.minute < %(upper)s
+"""
+# Each pending hour of [lower, upper) is taken and recomputed from its minutes, replacing
+# the figures. Only maintenance writes the pending hours, under its advisory lock, after
+# the minutes' rollups committed; a minute a batch stores meanwhile is pending itself, so
+# readers compute its hour from the minutes until the next run recomputes it.
+HOURLY_ROLLUP = f"""
+WITH taken AS (
+    DELETE FROM heartbeat_hours_pending
+    WHERE hour >= %(lower)s AND hour < %(upper)s
+    RETURNING hour
+)
+INSERT INTO heartbeat_hours AS h ({ROLLUP_COLUMNS.replace("minute", "hour")})
+{AGGREGATE_HOURS}
+  AND date_bin('1 hour', m.minute, {MINUTE_ORIGIN}) IN (SELECT hour FROM taken)
+GROUP BY 1, 2
+ORDER BY 2, 1
+ON CONFLICT (customer_id, hour) DO UPDATE SET
     readings = EXCLUDED.readings,
     min_heart_rate = EXCLUDED.min_heart_rate,
     max_heart_rate = EXCLUDED.max_heart_rate,
@@ -187,6 +233,10 @@ def purge(step: Purge) -> list[Statement]:
 
 def rollup(lower: datetime, upper: datetime) -> list[Statement]:
     return [(ROLLUP, {"lower": lower, "upper": upper})]
+
+
+def hourly_rollup(lower: datetime, upper: datetime) -> list[Statement]:
+    return [(HOURLY_ROLLUP, {"lower": lower, "upper": upper})]
 
 
 def _checked(name: str) -> str:

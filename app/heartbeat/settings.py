@@ -170,6 +170,13 @@ class Settings(SettingsBase):
         le=36_600,
         description="Days of per-minute rollups kept; at least RAW_RETENTION_DAYS.",
     )
+    hourly_rollup_retention_days: int = Field(
+        730,
+        ge=1,
+        le=36_600,
+        description="Days of per-hour rollups kept (and of customers not seen since); at "
+        "least ROLLUP_RETENTION_DAYS.",
+    )
     maintenance_lock_timeout_seconds: float = Field(
         2.0,
         gt=0,
@@ -298,6 +305,8 @@ class Settings(SettingsBase):
             raise ValueError("KAFKA_SASL_MECHANISM is required with a SASL_* protocol")
         if self.rollup_retention_days < self.raw_retention_days:
             raise ValueError("ROLLUP_RETENTION_DAYS must be at least RAW_RETENTION_DAYS")
+        if self.hourly_rollup_retention_days < self.rollup_retention_days:
+            raise ValueError("HOURLY_ROLLUP_RETENTION_DAYS must be at least ROLLUP_RETENTION_DAYS")
         return self
 
     def metrics_port_for(self, component: str) -> int:

@@ -1,9 +1,12 @@
 """`heartbeat stats`: what is stored, at a glance, over a window ending now.
 
-Windows up to ``ROLLUPS_ABOVE`` read the readings; longer ones read the per-minute
-rollups (``heartbeat_minutes_live``, exact for minutes still pending too), counted in
-whole minutes from the one holding the window's start. Both answer in time proportional
-to the window, not to everything stored.
+Windows up to ``ROLLUPS_ABOVE`` read the readings. Longer ones read the rollups, counted
+in whole minutes from the one holding the window's start: the totals from the fleet's
+minutes, each customer's figures from its per-minute rollups up to the first whole hour
+and its per-hour rollups from there on (``heartbeat_minutes_live`` and
+``heartbeat_hours_live``, exact for what is still pending too). So the figures are those
+of the window's minutes, and a customer costs at most 59 minutes plus an hour a row.
+Both answer in time proportional to the window, not to everything stored.
 """
 
 from __future__ import annotations
@@ -21,6 +24,15 @@ from heartbeat.store import Store
 ROLLUPS_ABOVE = timedelta(hours=1)
 SINCE = "now() - make_interval(secs => %(window)s)"
 ROLLED_UP_SINCE = f"date_bin('1 minute', {SINCE}, {MINUTE_ORIGIN})"
+# The first hour wholly in the window: its start, or the next hour.
+FIRST_HOUR = (
+    f"(date_bin('1 hour', {ROLLED_UP_SINCE} - interval '1 microsecond', {MINUTE_ORIGIN})"
+    " + interval '1 hour')"
+)
+ROLLUP_FIGURES = (
+    "readings, min_heart_rate, max_heart_rate, sum_heart_rate, sum_squares,"
+    " low_anomalies, high_anomalies, newest_ts"
+)
 
 TOTALS = f"""
 SELECT count(*) AS readings,
@@ -60,10 +72,10 @@ SELECT coalesce(sum(f.readings), 0)::bigint AS readings,
 FROM heartbeat_fleet_minutes_live AS f
 WHERE f.minute >= {ROLLED_UP_SINCE}
 """
-# Customer by customer in id order, each one's minutes through the key, until ``limit``
-# customers with readings are found (any seen in the window is in customer_last_seen
-# at most 10 s before its newest reading). The sample standard deviation from the sums:
-# sqrt((sum x^2 - (sum x)^2 / n) / (n - 1)).
+# Customer by customer in id order, each one's minutes before the first whole hour and
+# hours from it through the keys, until ``limit`` customers with readings are found (any
+# seen in the window is in customer_last_seen at most 10 s before its newest reading).
+# The sample standard deviation from the sums: sqrt((sum x^2 - (sum x)^2 / n) / (n - 1)).
 ROLLED_UP_PER_CUSTOMER = f"""
 SELECT s.customer_id, r.readings, r.avg, r.min, r.max, r.stddev, r.anomalies, r.newest
 FROM customer_last_seen AS s
@@ -77,8 +89,14 @@ CROSS JOIN LATERAL (
            ) / nullif(sum(readings) - 1, 0)), 0), 1)::float8 AS stddev,
            sum(low_anomalies + high_anomalies)::bigint AS anomalies,
            max(newest_ts) AS newest
-    FROM heartbeat_minutes_live
-    WHERE customer_id = s.customer_id AND minute >= {ROLLED_UP_SINCE}
+    FROM (
+        SELECT {ROLLUP_FIGURES} FROM heartbeat_minutes_live
+        WHERE customer_id = s.customer_id
+          AND minute >= {ROLLED_UP_SINCE} AND minute < {FIRST_HOUR}
+        UNION ALL
+        SELECT {ROLLUP_FIGURES} FROM heartbeat_hours_live
+        WHERE customer_id = s.customer_id AND hour >= {FIRST_HOUR}
+    ) AS parts
 ) AS r
 WHERE s.newest_ts >= {ROLLED_UP_SINCE} - interval '10 seconds' AND r.readings > 0
 ORDER BY s.customer_id

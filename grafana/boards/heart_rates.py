@@ -2,11 +2,16 @@
 
 Tables and columns are those of ``sql/``: ``heartbeats`` (the readings, kept
 RAW_RETENTION_DAYS), ``heartbeat_minutes_live`` (per-customer, per-minute rollups, exact
-for the minutes still pending too), ``heartbeat_fleet_minutes_live`` (the same for the
-whole fleet, one row a minute) and ``customer_last_seen`` (one row per customer).
+for the minutes still pending too), ``heartbeat_hours_live`` (the same per hour),
+``heartbeat_fleet_minutes_live`` (the whole fleet, one row a minute) and
+``customer_last_seen`` (one row per customer).
 Panels over a range longer than ROLLUPS_ABOVE read the rollups, shorter ones the
 readings: each query is the two, of which PostgreSQL runs only the one whose condition
-on the range holds (a constant, so the other is never planned into a scan).
+on the range holds (a constant, so the other is never planned into a scan). Over the
+rollups, the figures of a customer over the range (the statistics panels) come from its
+hours wholly in the range and its minutes before and after them, so they are those of
+the range's minutes at a cost of at most two hours of minutes plus a row an hour; the
+heart-rate time series reads minutes, for its per-minute points.
 
 Queries use Grafana's SQL macros (``$__timeFilter``, ``$__timeFrom()``,
 ``$__timeGroupAlias``) and the ``$customer`` variable; the monitoring tests expand them
@@ -31,7 +36,22 @@ LONG = f"$__timeTo()::timestamptz - $__timeFrom()::timestamptz > interval '{ROLL
 SHORT = f"NOT ({LONG})"
 # customer_last_seen may be up to 10 s behind a customer's newest reading.
 SEEN_SINCE_START = "$__timeFrom()::timestamptz - interval '10 seconds'"
-MINUTE_OF_TS = "date_bin('1 minute', ts, TIMESTAMPTZ '2000-01-01 00:00:00+00')"
+ORIGIN = "TIMESTAMPTZ '2000-01-01 00:00:00+00'"
+MINUTE_OF_TS = f"date_bin('1 minute', ts, {ORIGIN})"
+# The hours wholly in the range (every minute of them in $__timeFilter's BETWEEN):
+# [FIRST_HOUR, END_OF_HOURS), empty when the first is not before the end.
+FIRST_HOUR = (
+    f"(date_bin('1 hour', $__timeFrom()::timestamptz - interval '1 microsecond', {ORIGIN})"
+    " + interval '1 hour')"
+)
+END_OF_HOURS = (
+    f"(date_bin('1 hour', $__timeTo()::timestamptz - interval '59 minutes', {ORIGIN})"
+    " + interval '1 hour')"
+)
+ROLLUP_FIGURES = (
+    "readings, min_heart_rate, max_heart_rate, sum_heart_rate, sum_squares,"
+    " low_anomalies, high_anomalies, newest_ts"
+)
 
 
 def _stddev(prefix: str = "") -> str:
@@ -41,6 +61,23 @@ def _stddev(prefix: str = "") -> str:
         f"round(coalesce(sqrt(greatest({squares} - {total} ^ 2 / {n}, 0)"
         f" / nullif({n} - 1, 0)), 0), 1)"
     )
+
+
+def _rollups(customers: str) -> str:
+    """The rollups of ``customers`` (a condition on customer_id) over a long range: the
+    minutes before the whole hours, the hours, the minutes after them; each part read
+    through its key, none over a short range."""
+    minutes = f"{LONG} AND {customers} AND $__timeFilter(minute)"
+    return f"""(
+        SELECT {ROLLUP_FIGURES} FROM heartbeat_minutes_live
+        WHERE {minutes} AND minute < {FIRST_HOUR}
+        UNION ALL
+        SELECT {ROLLUP_FIGURES} FROM heartbeat_hours_live
+        WHERE {LONG} AND {customers} AND hour >= {FIRST_HOUR} AND hour < {END_OF_HOURS}
+        UNION ALL
+        SELECT {ROLLUP_FIGURES} FROM heartbeat_minutes_live
+        WHERE {minutes} AND minute >= greatest({FIRST_HOUR}, {END_OF_HOURS})
+    ) AS parts"""
 
 
 # Customers seen since the start of the range, from one row per customer.
@@ -82,13 +119,13 @@ SELECTED_STATS = f"""
            min(min_heart_rate),
            max(max_heart_rate),
            {_stddev()}
-    FROM heartbeat_minutes_live
-    WHERE {LONG} AND $__timeFilter(minute) AND customer_id IN ($customer)
+    FROM {_rollups("customer_id IN ($customer)")}
+    WHERE {LONG}
     HAVING count(*) > 0
 """
 
-# Over a long range, customer by customer in id order (one index range each), so the
-# first 1000 with readings are found without aggregating every customer's minutes.
+# Over a long range, customer by customer in id order (index ranges of its minutes and
+# hours), so the first 1000 with readings are found without aggregating every customer.
 PER_CUSTOMER = f"""
     (SELECT customer_id AS "customer",
             count(*) AS "readings",
@@ -114,8 +151,7 @@ PER_CUSTOMER = f"""
                 {_stddev()} AS stddev,
                 sum(low_anomalies + high_anomalies) AS anomalies,
                 max(newest_ts) AS newest
-         FROM heartbeat_minutes_live
-         WHERE customer_id = s.customer_id AND $__timeFilter(minute)
+         FROM {_rollups("customer_id = s.customer_id")}
      ) AS r
      WHERE {LONG} AND s.newest_ts >= {SEEN_SINCE_START} AND r.readings > 0
      ORDER BY s.customer_id
@@ -220,7 +256,9 @@ def selected() -> list[Panel]:
         ),
         stat(
             "Statistics of $customer",
-            "Over the dashboard's time range, across the selected customers.",
+            "Over the dashboard's time range, across the selected customers. Ranges over "
+            f"{ROLLUPS_ABOVE} read the rollups (whole minutes): hourly ones for the hours "
+            "wholly in the range, per-minute ones for the rest.",
             POSTGRES,
             [SqlQuery(SELECTED_STATS)],
             unit="suffix: bpm",
@@ -285,7 +323,8 @@ def statistics() -> list[Panel]:
             "Per-customer statistics",
             "Every customer with readings in the time range: count, mean, extremes, standard "
             "deviation (sample), anomalies and newest reading. Ranges over "
-            f"{ROLLUPS_ABOVE} read the per-minute rollups (whole minutes).",
+            f"{ROLLUPS_ABOVE} read the rollups (whole minutes): hourly ones for the hours "
+            "wholly in the range, per-minute ones for the rest.",
             POSTGRES,
             [SqlQuery(PER_CUSTOMER)],
             width=24,

@@ -2,12 +2,12 @@
 
 ``build`` fills a migrated database with N readings for 10,000 customers over 10 days
 ending now, entirely inside PostgreSQL (generate_series), as the pipeline would have
-left them: one partition per UTC day, the per-minute rollups (with the pipeline's own
-aggregation), customer_last_seen, and ``heartbeat maintain`` run. Each day is filled as
-a table of its own and then attached, so its indexes are built once, in bulk. Readings are
-evenly spaced per customer, written in time order (as they arrive), with heart rates
-from a fixed hash (about 3% low and 6% high anomalies); the last 1% of customers stopped
-20 minutes before the end (stale customers).
+left them: one partition per UTC day, the per-minute and per-hour rollups (with the
+pipeline's own aggregation), customer_last_seen, and ``heartbeat maintain`` run. Each day
+is filled as a table of its own and then attached, so its indexes are built once, in
+bulk. Readings are evenly spaced per customer, written in time order (as they arrive),
+with heart rates from a fixed hash (about 3% low and 6% high anomalies); the last 1% of
+customers stopped 20 minutes before the end (stale customers).
 
 ``panel_queries`` expands every SQL panel of the dashboards as Grafana does, over the
 last hour (readings) and longer ranges (rollups); ``stats_queries`` are those of
@@ -80,6 +80,16 @@ ATTACH_MINUTES = """
 ALTER TABLE heartbeat_minutes ATTACH PARTITION {name} FOR VALUES FROM ({lower}) TO ({upper});
 ALTER TABLE {name} DROP CONSTRAINT {name}_bounds;
 """
+# The per-hour rollups of a day, from its per-minute ones, into the week's partition
+# (made empty beforehand), with the pipeline's own aggregation.
+HOURS_TABLE = """
+CREATE TABLE IF NOT EXISTS {name} PARTITION OF heartbeat_hours
+    FOR VALUES FROM ({lower}) TO ({upper})
+"""
+FILL_HOURS = (
+    f"INSERT INTO heartbeat_hours ({partition_sql.ROLLUP_COLUMNS.replace('minute', 'hour')})"
+    f"{partition_sql.AGGREGATE_HOURS} GROUP BY 1, 2 ORDER BY 2, 1"
+)
 FLEET = """
 INSERT INTO heartbeat_fleet_minutes (
     minute, readings, customers, low_anomalies, high_anomalies, newest_ts
@@ -125,6 +135,16 @@ def build(
     timings: dict[str, float] = {}
     with psycopg.connect(conninfo, autocommit=True) as conn:
         started = time.perf_counter()
+        week = _day_start(start) - timedelta(days=_day_start(start).weekday())
+        while week < end:
+            conn.execute(
+                HOURS_TABLE.format(
+                    name=f"heartbeat_hours_p{week:%Y%m%d}",
+                    lower=partition_sql.literal(week),
+                    upper=partition_sql.literal(week + 7 * DAY),
+                )
+            )
+            week += 7 * DAY
         lower = _day_start(start)
         while lower < end:
             upper = lower + DAY
@@ -158,7 +178,13 @@ def build(
                 conn.execute(FILL_MINUTES.format(name=minutes), {"lower": lower, "upper": upper})
             conn.execute(ATTACH_MINUTES.format(name=minutes, **bounds))
             timings["rollups"] = timings.get("rollups", 0.0) + time.perf_counter() - started
-            progress(f"{name} and {minutes} filled and attached")
+
+            started = time.perf_counter()
+            conn.execute(FILL_HOURS, {"lower": lower, "upper": upper})
+            timings["hourly rollups"] = (
+                timings.get("hourly rollups", 0.0) + time.perf_counter() - started
+            )
+            progress(f"{name} and {minutes} filled and attached, its hours rolled up")
             lower = upper
             started = time.perf_counter()
 
@@ -173,7 +199,8 @@ def build(
         started = time.perf_counter()
         conn.execute(
             "VACUUM (ANALYZE) heartbeats, heartbeat_minutes, heartbeat_fleet_minutes,"
-            " heartbeat_minutes_pending, customer_last_seen"
+            " heartbeat_minutes_pending, heartbeat_hours, heartbeat_hours_pending,"
+            " customer_last_seen"
         )
         timings["vacuum analyze"] = time.perf_counter() - started
         stored = conn.execute("SELECT count(*) FROM heartbeats").fetchone()

@@ -138,6 +138,19 @@ SELECT minute, readings, customers, low_anomalies, high_anomalies, newest_ts
 FROM heartbeat_fleet_minutes
 """
 FLEET_LIVE = FLEET.replace("heartbeat_fleet_minutes", "heartbeat_fleet_minutes_live")
+PER_HOUR = """
+SELECT customer_id, date_bin('1 hour', ts, TIMESTAMPTZ '2000-01-01 00:00:00+00'),
+       count(*), min(heart_rate), max(heart_rate), sum(heart_rate),
+       sum(heart_rate::integer * heart_rate),
+       count(*) FILTER (WHERE anomaly = 'low'), count(*) FILTER (WHERE anomaly = 'high'),
+       max(ts)
+FROM heartbeats GROUP BY 1, 2
+"""
+HOURS = """
+SELECT customer_id, hour, readings, min_heart_rate, max_heart_rate, sum_heart_rate,
+       sum_squares, low_anomalies, high_anomalies, newest_ts
+FROM heartbeat_hours
+"""
 ROLLED_UP = """
 SELECT customer_id, minute, readings, min_heart_rate, max_heart_rate, sum_heart_rate,
        low_anomalies, high_anomalies, newest_ts
@@ -166,12 +179,14 @@ def test_the_migration_converts_a_populated_table_into_daily_partitions_without_
         "0005.heartbeats-by-time",
         "0006.heartbeat-minutes",
         "0007.heartbeat-fleet-minutes",
+        "0008.heartbeat-hours",
     ]
     assert set(sql(conninfo, EVERY_ROW)) == before
     assert partitions(conninfo) == sorted([*days, "heartbeats_default"])
     assert sql(conninfo, "SELECT count(*) FROM heartbeats_default") == [(0,)]
     assert set(sql(conninfo, ROLLED_UP)) == set(sql(conninfo, PER_MINUTE))
     assert set(sql(conninfo, FLEET)) == set(sql(conninfo, FLEET_PER_MINUTE))
+    assert set(sql(conninfo, HOURS)) == set(sql(conninfo, PER_HOUR))
     assert set(sql(conninfo, "SELECT customer_id, newest_ts FROM customer_last_seen")) == set(
         sql(conninfo, "SELECT customer_id, max(ts) FROM heartbeats GROUP BY 1")
     )
@@ -189,7 +204,8 @@ def test_rolling_the_partitioning_back_keeps_every_reading_in_one_table(
     before = set(sql(conninfo, EVERY_ROW))
     with Migrator(conninfo) as migrator:
         migrator.apply()
-        assert migrator.rollback(3) == [
+        assert migrator.rollback(4) == [
+            "0008.heartbeat-hours",
             "0007.heartbeat-fleet-minutes",
             "0006.heartbeat-minutes",
             "0005.heartbeats-by-time",
@@ -215,7 +231,12 @@ def test_maintain_makes_today_and_the_days_ahead_then_has_nothing_to_do(
     for table in ("heartbeats", "heartbeat_minutes"):
         expected = [day_name(table, day) for day in days] + [f"{table}_default"]
         assert partitions(database, table) == sorted(expected)
-    assert sum(line.startswith("created ") for line in lines) == 6
+    # The hourly rollups by week, from Monday: this week's, and the next if the days
+    # ahead reach into it.
+    weeks = sorted({day - timedelta(days=day.weekday()) for day in days})
+    expected = [day_name("heartbeat_hours", week) for week in weeks] + ["heartbeat_hours_default"]
+    assert partitions(database, "heartbeat_hours") == sorted(expected)
+    assert sum(line.startswith("created ") for line in lines) == 6 + len(weeks)
     assert maintain(monkeypatch, database, capsys, PARTITION_AHEAD_DAYS=2) == (0, ["nothing to do"])
 
 
@@ -430,7 +451,10 @@ def test_rollups_count_each_stored_reading_once_before_and_after_maintain(
     store.write_batch(GROUP, [late], {})
     expected = set(sql(database, PER_MINUTE))
     assert set(sql(database, LIVE)) == expected
-    assert maintain(monkeypatch, database, capsys)[1] == ["rolled up 1 pending minutes (2 rows)"]
+    assert maintain(monkeypatch, database, capsys)[1] == [
+        "rolled up 1 pending minutes (2 rows)",
+        "rolled up 1 pending hours (2 rows)",
+    ]
     assert set(sql(database, ROLLED_UP)) == expected
     assert set(sql(database, FLEET)) == set(sql(database, FLEET_PER_MINUTE))
     minute = "SELECT readings FROM heartbeat_minutes WHERE customer_id = 1 AND minute = %s"

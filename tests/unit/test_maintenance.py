@@ -150,6 +150,28 @@ def test_pending_minutes_are_rolled_up_in_spans_of_at_most_ten_minutes():
     assert rollup_chunks([]) == []
 
 
+def test_pending_hours_are_rolled_up_in_spans_of_at_most_two_hours():
+    from heartbeat.maintenance import HOUR, HOURLY_ROLLUP_SPAN
+
+    base = datetime(2026, 3, 11, 10, 0, tzinfo=UTC)
+    hours = [base + timedelta(hours=h) for h in (0, 1, 1, 2, 5)]
+    assert rollup_chunks(hours, HOURLY_ROLLUP_SPAN, HOUR) == [
+        (base, base + timedelta(hours=2)),
+        (base + timedelta(hours=2), base + timedelta(hours=3)),
+        (base + timedelta(hours=5), base + timedelta(hours=6)),
+    ]
+
+
+def test_hourly_rollups_are_kept_by_the_week_for_their_own_retention():
+    from heartbeat.maintain import managed_tables
+    from heartbeat.settings import Settings
+
+    settings = Settings(_env_file=None, hourly_rollup_retention_days=400)  # type: ignore[call-arg]
+    raw, minutes, hours = managed_tables(settings)
+    assert (hours.table, hours.column, hours.interval) == ("heartbeat_hours", "hour", "week")
+    assert hours.retention == timedelta(days=400) > minutes.retention > raw.retention
+
+
 def test_a_table_name_that_is_not_a_plain_identifier_is_refused():
     with pytest.raises(ValueError, match="plain"):
         Managed('heartbeats"; DROP TABLE x; --', "ts", "day", DAY)
@@ -193,3 +215,12 @@ def test_stats_read_the_readings_up_to_an_hour_and_the_rollups_beyond(window, so
     for statement in (totals, per_customer):
         read = "heartbeats" if "FROM heartbeats\n" in statement else "heartbeat_"
         assert read == source
+
+
+def test_stats_per_customer_over_the_rollups_read_minutes_to_the_first_whole_hour_then_hours():
+    from heartbeat.stats import queries
+
+    _, per_customer = queries(timedelta(hours=24))
+    assert "FROM heartbeat_hours_live" in per_customer
+    assert "minute < (date_bin('1 hour'" in per_customer
+    assert "hour >= (date_bin('1 hour'" in per_customer

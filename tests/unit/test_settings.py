@@ -106,6 +106,13 @@ def test_inconsistent_combination_is_refused(monkeypatch):
         load_settings()
 
 
+def test_hourly_rollups_kept_for_less_time_than_the_minutes_are_refused(monkeypatch):
+    monkeypatch.setenv("ROLLUP_RETENTION_DAYS", "90")
+    monkeypatch.setenv("HOURLY_ROLLUP_RETENTION_DAYS", "30")
+    with pytest.raises(SettingsError, match="HOURLY_ROLLUP_RETENTION_DAYS"):
+        load_settings()
+
+
 def test_env_example_lists_every_setting_with_its_default():
     committed = (ROOT / ".env.example").read_text()
     assert committed == env_example(), (
