@@ -51,6 +51,7 @@ logger = logging.getLogger("benchmark")
 # The shipped schema with heartbeats as one table again (same columns, constraints and
 # indexes); the views reading it are not needed to store readings.
 UNPARTITION = """
+DROP VIEW heartbeat_hours_live;
 DROP VIEW heartbeat_fleet_minutes_live;
 DROP VIEW heartbeat_minutes_live;
 ALTER TABLE heartbeats RENAME TO heartbeats_partitioned;

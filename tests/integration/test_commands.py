@@ -57,6 +57,11 @@ def test_migrate_applies_lists_and_rolls_back_the_last_steps(empty_database, cap
         "heartbeat_minutes_live",
         "heartbeat_fleet_minutes",
         "heartbeat_fleet_minutes_live",
+        "heartbeat_hours",
+        "heartbeat_hours_default",
+        "heartbeat_hours_pending",
+        "heartbeat_hours_stale",
+        "heartbeat_hours_live",
     }
     later = [
         "0002.consumer-offsets",
@@ -65,6 +70,7 @@ def test_migrate_applies_lists_and_rolls_back_the_last_steps(empty_database, cap
         "0005.heartbeats-by-time",
         "0006.heartbeat-minutes",
         "0007.heartbeat-fleet-minutes",
+        "0008.heartbeat-hours",
     ]
     assert main(["migrate", "status"]) == 0
     assert capsys.readouterr().out.splitlines() == [
