@@ -2,11 +2,14 @@
 TLS, and PostgreSQL with sslmode=verify-full (by password or by client certificate).
 
 The servers are real local processes of this module's own (a throw-away CA per run); each
-failure mode is tried as a user would meet it, through the `heartbeat` command.
+failure mode is tried as a user would meet it, through the `heartbeat` command. The
+operator, given the same passwords, runs against the local Kubernetes control plane, and
+no password may appear in its Events, the status it writes, its StatefulSets or its logs.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,6 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +36,17 @@ from heartbeat_localstack.tls import (
     create_server_for,
 )
 from tests.integration.pipeline import unique, wait_for
+from tests.operator.cluster import (
+    CRD_FILE,
+    Kubectl,
+    OperatorProcess,
+    crash_looping,
+    eventually,
+    operator_kubeconfig,
+    simulation,
+)
+
+pytest_plugins = ["heartbeat_localstack.cluster.fixtures"]
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -429,3 +444,97 @@ def test_a_kafka_broker_certificate_for_another_host_is_one_error_naming_the_set
     errors = errors_of(tailed)
     assert len(errors) == 1, tailed.stderr
     assert "another host" in errors[0]
+
+
+def _reason_is(kube: Kubectl, name: str, reason: str) -> None:
+    kube.wait(
+        f"heartbeatsimulation/{name}",
+        f'jsonpath={{.status.conditions[?(@.type=="Ready")].reason}}={reason}',
+        timeout=90,
+    )
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_no_password_appears_in_any_event_status_or_log_of_the_operator(
+    kube_cluster, tmp_path, log_format
+):
+    """The operator holds the Kafka SASL password and the PostgreSQL one (in DATABASE_URL
+    and PGPASSWORD) as any pod of the chart would, logs at DEBUG, and posts every kind of
+    Event: its own actions, a spec it cannot honour, a crash-looping pod, and StatefulSets
+    the API server refuses (whose message is the API server's own)."""
+    admin = Kubectl(kube_cluster)
+    admin.run("apply", "-f", str(CRD_FILE))
+    admin.wait("crd/heartbeatsimulations.heartbeat.dev", "condition=Established")
+    namespace = f"leak-{uuid.uuid4().hex[:8]}"
+    admin.run("create", "namespace", namespace)
+    kube = Kubectl(kube_cluster, namespace)
+    secrets = {
+        "KAFKA_BOOTSTRAP_SERVERS": "kafka.example:9093",
+        "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "KAFKA_SASL_USERNAME": "heartbeat",
+        "KAFKA_SASL_PASSWORD": KAFKA_PASSWORD,
+        "DATABASE_URL": f"postgresql://heartbeat:{PG_PASSWORD}@db.example:5432/heartbeat",
+        "PGPASSWORD": PG_PASSWORD,
+        "LOG_LEVEL": "DEBUG",
+        "LOG_FORMAT": log_format,
+        "OPERATOR_KAFKA_SASL_SECRET": "kafka-user",
+        "OPERATOR_KAFKA_SASL_SECRET_KEY": "password",
+    }
+    outputs: list[str] = []
+    try:
+        kube.run(
+            "create", "secret", "generic", "kafka-user", f"--from-literal=password={KAFKA_PASSWORD}"
+        )  # fmt: skip
+        kubeconfig = operator_kubeconfig(kube, namespace, tmp_path / "kubeconfig")
+
+        operator = OperatorProcess(kubeconfig, namespace, tmp_path, env=secrets).start()
+        try:
+            kube.apply(simulation("ward", customers=4, replicas=2))
+            kube.apply(simulation("crowd", customers=2, replicas=5))
+            kube.wait("heartbeatsimulation/ward", "condition=Ready", timeout=90)
+            pod = kube.get("pod", "ward-1")
+            assert pod is not None
+            kube.run(
+                "patch", "pod", "ward-1", "--subresource=status", "--type=merge",
+                "-p", json.dumps(crash_looping(pod, restarts=3)),
+            )  # fmt: skip
+            _reason_is(kube, "ward", "GeneratorCrashLooping")
+            _reason_is(kube, "crowd", "TooManyReplicas")
+            outputs.append(operator.get("/metrics")[1])
+        finally:
+            assert operator.stop() == 0, operator.logged()[-3000:]
+
+        # Settings the API server refuses in every StatefulSet: its message becomes the
+        # status and a Warning Event.
+        refusing = secrets | {"OPERATOR_GENERATOR_SERVICE_ACCOUNT": "Not_A_Valid_Name"}
+        operator = OperatorProcess(kubeconfig, namespace, tmp_path, env=refusing).start()
+        try:
+            kube.apply(simulation("refused", customers=3, replicas=1))
+            _reason_is(kube, "refused", "StatefulSetRejected")
+            outputs.append(operator.get("/metrics")[1])
+        finally:
+            assert operator.stop() == 0, operator.logged()[-3000:]
+
+        wanted = {"Created", "TooManyReplicas", "GeneratorCrashLooping", "StatefulSetRejected"}
+        events = eventually(
+            lambda: (found := kube.items("events")) and wanted <= {e["reason"] for e in found}
+            and found,
+            30,
+            f"Events {sorted(wanted)}",
+        )  # fmt: skip
+        refused = [e for e in events if e["reason"] == "StatefulSetRejected"]
+        assert "serviceAccountName" in refused[0]["message"], refused[0]["message"]
+        outputs.append(json.dumps(events))
+        outputs.append(json.dumps(kube.items("heartbeatsimulations")))
+        outputs.append(json.dumps(kube.items("statefulsets")))
+        outputs.append(operator.logged())
+    finally:
+        admin.run("delete", "namespace", namespace, "--wait=false")
+
+    everything = "\n".join(outputs)
+    logged = operator.logged()
+    assert "DEBUG" in logged or '"debug"' in logged.lower()  # the level took effect
+    assert KAFKA_PASSWORD not in everything
+    assert PG_PASSWORD not in everything

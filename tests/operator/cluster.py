@@ -90,6 +90,62 @@ def simulation(name: str, **spec: Any) -> dict[str, Any]:
     }
 
 
+def crash_looping(pod: dict[str, Any], restarts: int) -> dict[str, Any]:
+    """The status a kubelet reports for a generator that keeps exiting (Kafka unreachable)."""
+    (gen,) = pod["spec"]["containers"]
+    return {
+        "status": {
+            "phase": "Running",
+            "conditions": [
+                {"type": kind, "status": "False", "reason": "ContainersNotReady"}
+                for kind in ("Ready", "ContainersReady")
+            ],
+            "containerStatuses": [
+                {
+                    "name": gen["name"],
+                    "image": gen["image"],
+                    "imageID": "",
+                    "ready": False,
+                    "started": False,
+                    "restartCount": restarts,
+                    "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
+                    "lastState": {
+                        "terminated": {
+                            "exitCode": 1,
+                            "reason": "Error",
+                            "startedAt": "2026-01-01T00:00:00Z",
+                            "finishedAt": "2026-01-01T00:00:05Z",
+                        }
+                    },
+                }
+            ],
+        }
+    }
+
+
+def ready_again(pod: dict[str, Any]) -> dict[str, Any]:
+    (gen,) = pod["spec"]["containers"]
+    return {
+        "status": {
+            "conditions": [
+                {"type": kind, "status": "True"}
+                for kind in ("Initialized", "Ready", "ContainersReady", "PodScheduled")
+            ],
+            "containerStatuses": [
+                {
+                    "name": gen["name"],
+                    "image": gen["image"],
+                    "imageID": "",
+                    "ready": True,
+                    "started": True,
+                    "restartCount": 5,
+                    "state": {"running": {"startedAt": "2026-01-01T00:01:00Z"}},
+                }
+            ],
+        }
+    }
+
+
 def operator_kubeconfig(admin: Kubectl, namespace: str, path: Path) -> Path:
     """A kubeconfig for a ServiceAccount bound to the chart's operator Role, nothing more."""
     role = subprocess.run(
@@ -147,7 +203,9 @@ def operator_kubeconfig(admin: Kubectl, namespace: str, path: Path) -> Path:
 class OperatorProcess:
     """``python -m heartbeat_operator`` as a child process, restartable, never left behind."""
 
-    def __init__(self, kubeconfig: Path, namespace: str, workdir: Path) -> None:
+    def __init__(
+        self, kubeconfig: Path, namespace: str, workdir: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.port = free_port()
         self.log = workdir / "operator.log"
         self._workdir = workdir
@@ -160,6 +218,7 @@ class OperatorProcess:
             "METRICS_PORT": str(self.port),
             "KAFKA_BOOTSTRAP_SERVERS": "kafka.example:9092",
             "LOG_LEVEL": "INFO",
+            **(env or {}),
         }
         self._env.pop("KUBERNETES_SERVICE_HOST", None)
         self.process: subprocess.Popen[bytes] | None = None

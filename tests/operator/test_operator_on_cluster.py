@@ -25,8 +25,10 @@ from .cluster import (
     EXAMPLE,
     Kubectl,
     OperatorProcess,
+    crash_looping,
     eventually,
     operator_kubeconfig,
+    ready_again,
     simulation,
 )
 
@@ -307,62 +309,6 @@ def test_more_replicas_than_customers_is_reported_and_runs_one_per_customer(
 
     kube.run("scale", "heartbeatsimulation/crowd", "--replicas=2")
     wait_ready(kube, "crowd")
-
-
-def crash_looping(pod: dict[str, Any], restarts: int) -> dict[str, Any]:
-    """The status a kubelet reports for a generator that keeps exiting (Kafka unreachable)."""
-    (gen,) = pod["spec"]["containers"]
-    return {
-        "status": {
-            "phase": "Running",
-            "conditions": [
-                {"type": kind, "status": "False", "reason": "ContainersNotReady"}
-                for kind in ("Ready", "ContainersReady")
-            ],
-            "containerStatuses": [
-                {
-                    "name": gen["name"],
-                    "image": gen["image"],
-                    "imageID": "",
-                    "ready": False,
-                    "started": False,
-                    "restartCount": restarts,
-                    "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
-                    "lastState": {
-                        "terminated": {
-                            "exitCode": 1,
-                            "reason": "Error",
-                            "startedAt": "2026-01-01T00:00:00Z",
-                            "finishedAt": "2026-01-01T00:00:05Z",
-                        }
-                    },
-                }
-            ],
-        }
-    }
-
-
-def ready_again(pod: dict[str, Any]) -> dict[str, Any]:
-    (gen,) = pod["spec"]["containers"]
-    return {
-        "status": {
-            "conditions": [
-                {"type": kind, "status": "True"}
-                for kind in ("Initialized", "Ready", "ContainersReady", "PodScheduled")
-            ],
-            "containerStatuses": [
-                {
-                    "name": gen["name"],
-                    "image": gen["image"],
-                    "imageID": "",
-                    "ready": True,
-                    "started": True,
-                    "restartCount": 5,
-                    "state": {"running": {"startedAt": "2026-01-01T00:01:00Z"}},
-                }
-            ],
-        }
-    }
 
 
 def test_a_crash_looping_generator_pod_shows_in_the_ready_condition_naming_it(
