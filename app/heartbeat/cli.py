@@ -19,10 +19,20 @@ from typing import Any
 
 from heartbeat import __version__, logs
 from heartbeat.errors import (
+    ConsumerFailed,
     DatabaseUnavailable,
     FatalError,
+    GroupActive,
     HeartbeatError,
+    KafkaUnavailable,
+    MessageRefused,
+    MetricsPortUnavailable,
+    MigrationsFolderMissing,
+    NoRollbackStep,
+    SchemaNotMigrated,
     SettingsError,
+    TopicNotCreated,
+    TopicNotFound,
     TransientError,
     UsageError,
 )
@@ -40,6 +50,25 @@ from heartbeat.settings import (
 logger = logging.getLogger("heartbeat")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# How each error that reaches the command line is reported: its exit code, and what went
+# wrong, before the error's own message. Every class of heartbeat.errors has its own entry.
+REPORTS: dict[type[HeartbeatError], tuple[int, str]] = {
+    SettingsError: (EXIT_USAGE, ""),
+    UsageError: (EXIT_USAGE, ""),
+    TransientError: (EXIT_FAILED, ""),
+    KafkaUnavailable: (EXIT_FAILED, ""),  # its messages name KAFKA_BOOTSTRAP_SERVERS
+    DatabaseUnavailable: (EXIT_FAILED, "PostgreSQL (DATABASE_URL or PG* variables): "),
+    FatalError: (EXIT_FAILED, ""),
+    TopicNotCreated: (EXIT_FAILED, "Kafka would not create a topic (create it, or allow it): "),
+    TopicNotFound: (EXIT_FAILED, "no such topic (KAFKA_TOPIC, KAFKA_DLQ_TOPIC, --topic): "),
+    ConsumerFailed: (EXIT_FAILED, "the Kafka consumer cannot go on: "),
+    SchemaNotMigrated: (EXIT_FAILED, "the database schema is not migrated: "),
+    MigrationsFolderMissing: (EXIT_FAILED, "no migrations to read: "),
+    NoRollbackStep: (EXIT_FAILED, "cannot roll back: "),
+    MetricsPortUnavailable: (EXIT_FAILED, "cannot serve metrics: "),
+    GroupActive: (EXIT_FAILED, "the consumer group is running: "),
+    MessageRefused: (EXIT_FAILED, "Kafka refused a message for good: "),
+}
 LONG_RUNNING = frozenset({"produce", "consume", "operator"})
 
 
@@ -280,28 +309,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         return commands[args.command](settings, args)
-    except (SettingsError, UsageError) as exc:
-        logger.error("%s", exc)
-        return EXIT_USAGE
+    except HeartbeatError as exc:
+        return _report(exc)
     except KeyboardInterrupt:
         return EXIT_OK
     except BrokenPipeError:
         # The reader went away (`| head`): what it wanted it has; nothing more to print.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
-    except DatabaseUnavailable as exc:
-        logger.error("PostgreSQL (DATABASE_URL or PG* variables): %s", exc)
-        return EXIT_FAILED
-    except (FatalError, TransientError) as exc:
-        logger.error("%s", exc)
-        return EXIT_FAILED
-    except HeartbeatError as exc:  # pragma: no cover - every subclass is handled above
-        logger.error("%s", exc)
-        return EXIT_FAILED
     except Exception as exc:  # a user sees one line, never a traceback
         logger.error("unexpected %s: %s", type(exc).__name__, exc)
         logger.debug("where it happened", exc_info=True)
         return EXIT_FAILED
+
+
+def _report(exc: HeartbeatError) -> int:
+    """One line for ``exc``: what went wrong and its message; the exit code for it."""
+    kind = next(k for k in type(exc).__mro__ if k in REPORTS)
+    code, what = REPORTS[kind]
+    logger.error("%s%s", what, exc)
+    return code
 
 
 def _conninfo(settings: Settings) -> str:

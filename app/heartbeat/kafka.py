@@ -34,7 +34,14 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     ResourceType,
 )
 
-from heartbeat.errors import FatalError, KafkaUnavailable, MessageRefused, SettingsError
+from heartbeat.errors import (
+    ConsumerFailed,
+    KafkaUnavailable,
+    MessageRefused,
+    SettingsError,
+    TopicNotCreated,
+    TopicNotFound,
+)
 from heartbeat.security_hints import kafka_hint, with_hint
 from heartbeat.settings import Settings
 
@@ -225,7 +232,7 @@ def ensure_topics(settings: Settings, names: Iterable[str], timeout: float = 10.
                 continue
             if error.retriable() or error.code() in (KafkaError._TRANSPORT, KafkaError._TIMED_OUT):
                 raise KafkaUnavailable(f"cannot create topic {name}: {error.str()}") from exc
-            raise FatalError(f"cannot create topic {name}: {error.str()}") from exc
+            raise TopicNotCreated(f"cannot create topic {name}: {error.str()}") from exc
 
 
 def partition_count(settings: Settings, topic: str, timeout: float = 10.0) -> int:
@@ -489,7 +496,7 @@ class KafkaConsumer:
             error = message.error()
             if error is not None:
                 if error.fatal():
-                    raise FatalError(f"kafka consumer fatal error: {error.str()}")
+                    raise ConsumerFailed(f"kafka consumer fatal error: {error.str()}")
                 if error.code() != KafkaError._PARTITION_EOF:
                     logger.warning("kafka consume error: %s", error.str())
                 continue
@@ -615,7 +622,7 @@ def read_topic(
     Stops after ``max_messages`` records, or when nothing arrives for
     ``idle_timeout`` seconds (``None`` follows the topic until interrupted).
     Raises ``KafkaUnavailable`` when Kafka does not answer within ``connect_timeout``
-    seconds and ``FatalError`` when the topic does not exist.
+    seconds and ``TopicNotFound`` when the topic does not exist.
     """
     errors = SecurityErrors()
     consumer = Consumer(
@@ -659,7 +666,7 @@ def _check_topic(consumer: Consumer, servers: str, topic: str, timeout: float) -
             f"{timeout:g} s: {exc.args[0].str() if exc.args else exc}"
         ) from None
     if found is None or found.error is not None:
-        raise FatalError(f"topic {topic!r} does not exist on Kafka at {servers}")
+        raise TopicNotFound(f"topic {topic!r} does not exist on Kafka at {servers}")
 
 
 def _start(stored: int | None, reset: int) -> int:

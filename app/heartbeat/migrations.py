@@ -15,7 +15,7 @@ from typing import Any
 from yoyo import read_migrations
 
 from heartbeat import store
-from heartbeat.errors import FatalError, UsageError
+from heartbeat.errors import MigrationsFolderMissing, NoRollbackStep, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,9 @@ class Migrator:
     ) -> None:
         self.directory = directory or default_dir()
         if not self.directory.is_dir():
-            raise FatalError(f"migrations folder {self.directory} does not exist (MIGRATIONS_DIR)")
+            raise MigrationsFolderMissing(
+                f"migrations folder {self.directory} does not exist (MIGRATIONS_DIR)"
+            )
         self._migrations = read_migrations(str(self.directory))
         self._backend = store.migration_backend(conninfo, connect_timeout=connect_timeout)
         self._backend.init_database()
@@ -98,7 +100,7 @@ def choose_rollback(applied: list[Any], steps: int) -> list[Any]:
     chosen = applied[:steps]
     for migration in chosen:
         if not _has_down(migration):
-            raise FatalError(f"migration {migration.id} has no rollback step; nothing done")
+            raise NoRollbackStep(f"migration {migration.id} has no rollback step; nothing done")
     return chosen
 
 

@@ -19,7 +19,7 @@ from typing import Literal, TextIO
 
 from tabulate import tabulate
 
-from heartbeat.errors import FatalError
+from heartbeat.errors import GroupActive
 from heartbeat.kafka import GroupAdmin, Partition
 from heartbeat.lag import SELECT_STORED, stored_positions
 from heartbeat.store import Store
@@ -121,7 +121,7 @@ def reset(
     state = admin.group(group)
     if state.members:
         noun = "member" if state.members == 1 else "members"
-        raise FatalError(
+        raise GroupActive(
             f"consumer group {group} has {state.members} active {noun}; "
             "stop its consumers before resetting its offsets"
         )

@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from heartbeat.errors import KafkaUnavailable, SettingsError, TransientError
+from heartbeat.errors import KafkaUnavailable, MessageRefused, SettingsError, TransientError
 from heartbeat.generator import ReadingGenerator, customer_slice
 from heartbeat.kafka import DeliveryReport, KafkaProducer, ensure_topics
 from heartbeat.metrics import ProducerMetrics
@@ -77,11 +77,15 @@ class ProducerApp:
             if not self._kafka_ready:
                 self._mark_kafka(True)  # a fresh acknowledgement: Kafka is back
             return
+        self._count_failure(report.error)
+
+    def _count_failure(self, error: str) -> None:
+        """A reading that will not be stored: counted, the first one logged, exit 1 at the end."""
         self.failed += 1
         self.metrics.produce_errors.inc()
         if self._first_error is None:
-            self._first_error = report.error
-            logger.error("delivery failed: %s", report.error)
+            self._first_error = error
+            logger.error("delivery failed: %s", error)
 
     def _mark_kafka(self, ok: bool, detail: str = "") -> None:
         self._kafka_ready = ok
@@ -163,6 +167,9 @@ class ProducerApp:
                 if not self._stopping.is_set():
                     raise
                 break  # stopping with a full queue: what is queued is flushed below
+            except MessageRefused as exc:
+                # The client refuses this reading for good: counted like one the broker refuses.
+                self._count_failure(str(exc))
             sent += 1
             producer.poll(0)
             self.health.tick()

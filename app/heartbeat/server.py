@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from heartbeat.errors import FatalError
+from heartbeat.errors import MetricsPortUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class MetricsServer:
         try:
             self._server = _Server((host, port), registry, health)
         except OSError as exc:
-            raise FatalError(bind_failure(host, port, exc.errno)) from None
+            raise MetricsPortUnavailable(bind_failure(host, port, exc.errno)) from None
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="metrics", daemon=True
         )

@@ -42,7 +42,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from heartbeat import dead_letter_rows, reading_rows
 from heartbeat.dead_letter_rows import DeadLetter, Source, from_record
-from heartbeat.errors import DatabaseUnavailable, FatalError, SettingsError
+from heartbeat.errors import DatabaseUnavailable, SchemaNotMigrated, SettingsError
 from heartbeat.kafka import Partition, Record
 from heartbeat.security_hints import postgres_hint, with_hint
 from heartbeat.validation import Anomaly, Reading, Rejection, conflicting_reading
@@ -244,7 +244,7 @@ class Store:
         except _TRANSIENT as exc:
             raise DatabaseUnavailable(_describe(exc)) from exc
         except psycopg.errors.UndefinedTable as exc:
-            raise FatalError(f"{_describe(exc)}; run `heartbeat migrate` first") from exc
+            raise SchemaNotMigrated(f"{_describe(exc)}; run `heartbeat migrate` first") from exc
         except psycopg.errors.CheckViolation as exc:
             # A row routed to a default partition while maintenance attached the
             # partition it belongs to: the same write, tried again, goes there.
