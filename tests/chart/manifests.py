@@ -55,3 +55,47 @@ def container(manifest: Manifest, name: str) -> dict[str, Any]:
         if c["name"] == name:
             return dict(c)
     raise LookupError(f"{ident(manifest)} has no container {name}")
+
+
+def containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+def mounted_file(spec: dict[str, Any], c: dict[str, Any], path: str) -> tuple[str, str, str, int]:
+    """Where the file at `path` in container `c` comes from: (kind, name, key, mode).
+
+    kind is "secret" or "configMap"; mode the file's mode as the volume sets it. Raises
+    LookupError when no read-only mount of a Secret or ConfigMap holds that path.
+    """
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    for mount in c.get("volumeMounts", []):
+        prefix = mount["mountPath"].rstrip("/") + "/"
+        if not path.startswith(prefix) or not mount.get("readOnly"):
+            continue
+        name = path.removeprefix(prefix)
+        volume = volumes[mount["name"]]
+        if "projected" in volume:
+            mode = volume["projected"].get("defaultMode", 0o644)
+            sources = volume["projected"]["sources"]
+        else:
+            mode = next(
+                (
+                    volume[k].get("defaultMode", 0o644)
+                    for k in ("secret", "configMap")
+                    if k in volume
+                ),
+                0o644,
+            )
+            sources = [volume]
+        for source in sources:
+            for kind, ref in (("secret", "secretName"), ("configMap", "name")):
+                if kind not in source:
+                    continue
+                body = source[kind]
+                items = body.get("items")
+                if items is None and "/" not in name:
+                    return kind, body.get(ref) or body["name"], name, mode
+                for item in items or []:
+                    if item["path"] == name:
+                        return kind, body.get(ref) or body["name"], item["key"], mode
+    raise LookupError(f"no read-only Secret or ConfigMap mount holds {path} in {c['name']}")

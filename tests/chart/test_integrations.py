@@ -1,4 +1,4 @@
-"""Operator RBAC and CRD, metrics Services, monitoring, dashboards and NetworkPolicy."""
+"""Operator RBAC and CRD, metrics Services, monitoring and dashboards."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .helm import CHART, NAMESPACE, RELEASE, Helm
+from .helm import CHART, NAMESPACE, Helm
 from .manifests import of_kind
 
 pytestmark = pytest.mark.chart
@@ -139,18 +139,3 @@ def test_chart_dashboards_are_the_dashboards_in_grafana(helm: Helm) -> None:
         p.name: p.read_text() for p in (CHART.parents[1] / "grafana/dashboards").glob("*.json")
     }
     assert ours == source, "run: python grafana/build_dashboards.py"
-
-
-def test_network_policy_allows_dns_kafka_postgresql_and_metrics_only(helm: Helm) -> None:
-    manifests = helm.render(
-        CHART,
-        sets={"networkPolicy.enabled": True, "kafka.bootstrapServers": "k1:9094,k2:9094"},
-    )
-    base, operator = sorted(
-        of_kind(manifests, "NetworkPolicy"), key=lambda m: m["metadata"]["name"]
-    )
-    egress_ports = {p["port"] for rule in base["spec"]["egress"] for p in rule.get("ports", [])}
-    assert egress_ports == {53, 9094, 5432, 8000}
-    assert {p["port"] for p in base["spec"]["ingress"][0]["ports"]} == {"metrics"}
-    assert operator["metadata"]["name"] == f"{RELEASE}-operator"
-    assert {p["port"] for p in operator["spec"]["egress"][0]["ports"]} == {443, 6443}

@@ -106,13 +106,3 @@ def test_an_unknown_partition_interval_is_refused_by_the_schema(helm: Helm) -> N
 def test_maintenance_can_be_left_to_another_scheduler(helm: Helm) -> None:
     manifests = helm.render(CHART, sets={"maintenance.enabled": False})
     assert not of_kind(manifests, "CronJob")
-
-
-def test_the_network_policy_lets_the_maintenance_pods_reach_postgresql(helm: Helm) -> None:
-    manifests = helm.render(CHART, sets={"networkPolicy.enabled": True})
-    policy = named(manifests, "NetworkPolicy", RELEASE)  # every pod of the release
-    cronjob = named(manifests, "CronJob", CRONJOB)
-    labels = cronjob["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
-    assert policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
-    ports = [port["port"] for rule in policy["spec"]["egress"] for port in rule.get("ports", [])]
-    assert 5432 in ports

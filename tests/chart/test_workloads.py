@@ -23,6 +23,7 @@ STANDARD_LABELS = {
 }
 # Variables the chart sets that are not heartbeat settings: libpq's own, and the downward API.
 NOT_SETTINGS = {"PGHOST", "PGPORT", "PGDATABASE", "PGUSER", "PGPASSWORD", "PGSSLMODE"}
+NOT_SETTINGS |= {"PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY"}
 NOT_SETTINGS |= {"POD_NAMESPACE", "POD_NAME"}
 
 
@@ -32,6 +33,14 @@ def test_every_pod_runs_as_non_root_with_the_runtime_default_seccomp_profile(
     for manifest, spec in pods(rendered(scenario)):
         assert spec["securityContext"]["runAsNonRoot"] is True, ident(manifest)
         assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+
+
+def test_every_kind_of_pod_the_chart_runs_is_checked(rendered: Any, scenario: Path) -> None:
+    # The checks below go over pods(...): it must see every pod-bearing kind rendered.
+    kinds = {m["kind"] for m in rendered(scenario)}
+    checked = {m["kind"] for m, _ in pods(rendered(scenario))}
+    assert kinds & {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod"} == checked
+    assert {"Deployment", "Job", "CronJob", "Pod"} <= checked
 
 
 def test_every_container_is_locked_down(rendered: Any, scenario: Path) -> None:

@@ -127,56 +127,147 @@ kafka-sasl-password: {{ .Values.kafka.sasl.password | b64enc | quote }}
 {{- end }}
 
 {{/*
+Secret and key of the Kafka SASL password: the existing Secret, or the chart's own.
+*/}}
+{{- define "heartbeat.kafka.saslSecretName" -}}
+{{- .Values.kafka.sasl.existingSecret | default (include "heartbeat.fullname" .) }}
+{{- end }}
+
+{{- define "heartbeat.kafka.saslSecretKey" -}}
+{{- ternary .Values.kafka.sasl.existingSecretPasswordKey "kafka-sasl-password" (not (empty .Values.kafka.sasl.existingSecret)) }}
+{{- end }}
+
+{{/*
+Where the TLS files of Kafka and PostgreSQL are mounted; each file keeps the name of its
+key in the Secret or ConfigMap it comes from.
+*/}}
+{{- define "heartbeat.kafka.tlsDir" -}}/etc/heartbeat/kafka-tls{{- end }}
+{{- define "heartbeat.postgresql.tlsDir" -}}/etc/heartbeat/postgresql-tls{{- end }}
+
+{{/*
+Are there Kafka TLS files to mount (an SSL protocol and a CA or client certificate given)?
+Renders "true" or nothing.
+*/}}
+{{- define "heartbeat.kafka.tlsFiles" -}}
+{{- $tls := .Values.kafka.tls }}
+{{- if and (hasSuffix "SSL" .Values.kafka.securityProtocol) (or $tls.caSecret $tls.caConfigMap $tls.clientCertSecret) }}true{{- end }}
+{{- end }}
+
+{{/*
+The one Secret holding every Kafka TLS file, which the operator's generator pods mount
+whole (OPERATOR_KAFKA_TLS_SECRET); nothing when the files come from a ConfigMap or from
+two Secrets.
+*/}}
+{{- define "heartbeat.operator.kafkaTlsSecret" -}}
+{{- $tls := .Values.kafka.tls }}
+{{- if and (include "heartbeat.kafka.tlsFiles" .) (not $tls.caConfigMap) (or (not $tls.caSecret) (not $tls.clientCertSecret) (eq $tls.caSecret $tls.clientCertSecret)) }}
+{{- $tls.caSecret | default $tls.clientCertSecret }}
+{{- end }}
+{{- end }}
+
+{{/*
+Are there PostgreSQL TLS files to mount? Renders "true" or nothing.
+*/}}
+{{- define "heartbeat.postgresql.tlsFiles" -}}
+{{- $tls := .Values.postgresql.tls }}
+{{- if or $tls.caSecret $tls.caConfigMap $tls.clientCertSecret }}true{{- end }}
+{{- end }}
+
+{{/*
+A projected volume of TLS files, read-only for the pod's user and group only:
+(dict "name" "kafka-tls" "tls" .Values.kafka.tls). A CA from a Secret or a ConfigMap, a
+client certificate and key from a Secret (one source when both are in the same Secret).
+*/}}
+{{- define "heartbeat.tlsVolume" -}}
+{{- $tls := .tls }}
+- name: {{ .name }}
+  projected:
+    defaultMode: 0440
+    sources:
+      {{- if and $tls.caSecret (eq $tls.caSecret $tls.clientCertSecret) }}
+      - secret:
+          name: {{ $tls.caSecret }}
+          items:
+            - {key: {{ $tls.caKey | quote }}, path: {{ $tls.caKey | quote }}}
+            - {key: {{ $tls.clientCertKey | quote }}, path: {{ $tls.clientCertKey | quote }}}
+            - {key: {{ $tls.clientKeyKey | quote }}, path: {{ $tls.clientKeyKey | quote }}}
+      {{- else }}
+      {{- if $tls.caSecret }}
+      - secret:
+          name: {{ $tls.caSecret }}
+          items:
+            - {key: {{ $tls.caKey | quote }}, path: {{ $tls.caKey | quote }}}
+      {{- else if $tls.caConfigMap }}
+      - configMap:
+          name: {{ $tls.caConfigMap }}
+          items:
+            - {key: {{ $tls.caKey | quote }}, path: {{ $tls.caKey | quote }}}
+      {{- end }}
+      {{- if $tls.clientCertSecret }}
+      - secret:
+          name: {{ $tls.clientCertSecret }}
+          items:
+            - {key: {{ $tls.clientCertKey | quote }}, path: {{ $tls.clientCertKey | quote }}}
+            - {key: {{ $tls.clientKeyKey | quote }}, path: {{ $tls.clientKeyKey | quote }}}
+      {{- end }}
+      {{- end }}
+{{- end }}
+
+{{/*
 Environment of the Kafka clients (producer, consumer, operator).
 */}}
 {{- define "heartbeat.env.kafka" -}}
+{{- $kafka := .Values.kafka }}
 - name: KAFKA_BOOTSTRAP_SERVERS
-  value: {{ .Values.kafka.bootstrapServers | quote }}
+  value: {{ $kafka.bootstrapServers | quote }}
 - name: KAFKA_TOPIC
-  value: {{ .Values.kafka.topic | quote }}
+  value: {{ $kafka.topic | quote }}
 - name: KAFKA_DLQ_TOPIC
-  value: {{ .Values.kafka.dlqTopic | quote }}
+  value: {{ $kafka.dlqTopic | quote }}
 - name: KAFKA_TOPIC_PARTITIONS
-  value: {{ .Values.kafka.topicPartitions | int64 | quote }}
+  value: {{ $kafka.topicPartitions | int64 | quote }}
 - name: KAFKA_REPLICATION_FACTOR
-  value: {{ .Values.kafka.replicationFactor | int64 | quote }}
+  value: {{ $kafka.replicationFactor | int64 | quote }}
 - name: KAFKA_CONSUMER_GROUP
-  value: {{ .Values.kafka.consumerGroup | quote }}
+  value: {{ $kafka.consumerGroup | quote }}
 - name: KAFKA_AUTO_OFFSET_RESET
-  value: {{ .Values.kafka.autoOffsetReset | quote }}
+  value: {{ $kafka.autoOffsetReset | quote }}
 - name: KAFKA_COMPRESSION
-  value: {{ .Values.kafka.compression | quote }}
+  value: {{ $kafka.compression | quote }}
 - name: KAFKA_SECURITY_PROTOCOL
-  value: {{ .Values.kafka.securityProtocol | quote }}
-{{- if hasPrefix "SASL_" .Values.kafka.securityProtocol }}
+  value: {{ $kafka.securityProtocol | quote }}
+{{- if hasPrefix "SASL_" $kafka.securityProtocol }}
 - name: KAFKA_SASL_MECHANISM
-  value: {{ .Values.kafka.sasl.mechanism | quote }}
+  value: {{ $kafka.sasl.mechanism | quote }}
 - name: KAFKA_SASL_USERNAME
-  value: {{ .Values.kafka.sasl.username | quote }}
+  value: {{ $kafka.sasl.username | quote }}
 - name: KAFKA_SASL_PASSWORD
   valueFrom:
     secretKeyRef:
-      name: {{ .Values.kafka.sasl.existingSecret | default (include "heartbeat.fullname" .) }}
-      key: {{ ternary .Values.kafka.sasl.existingSecretPasswordKey "kafka-sasl-password" (not (empty .Values.kafka.sasl.existingSecret)) }}
+      name: {{ include "heartbeat.kafka.saslSecretName" . }}
+      key: {{ include "heartbeat.kafka.saslSecretKey" . }}
 {{- end }}
-{{- if and (hasSuffix "SSL" .Values.kafka.securityProtocol) .Values.kafka.tls.existingSecret }}
-{{- with .Values.kafka.tls.caKey }}
+{{- if include "heartbeat.kafka.tlsFiles" . }}
+{{- $dir := include "heartbeat.kafka.tlsDir" . }}
+{{- if or $kafka.tls.caSecret $kafka.tls.caConfigMap }}
 - name: KAFKA_SSL_CA_LOCATION
-  value: {{ printf "/etc/heartbeat/kafka-tls/%s" . | quote }}
+  value: {{ printf "%s/%s" $dir $kafka.tls.caKey | quote }}
 {{- end }}
-{{- if and .Values.kafka.tls.certificateKey .Values.kafka.tls.keyKey }}
+{{- if $kafka.tls.clientCertSecret }}
 - name: KAFKA_SSL_CERTIFICATE_LOCATION
-  value: {{ printf "/etc/heartbeat/kafka-tls/%s" .Values.kafka.tls.certificateKey | quote }}
+  value: {{ printf "%s/%s" $dir $kafka.tls.clientCertKey | quote }}
 - name: KAFKA_SSL_KEY_LOCATION
-  value: {{ printf "/etc/heartbeat/kafka-tls/%s" .Values.kafka.tls.keyKey | quote }}
+  value: {{ printf "%s/%s" $dir $kafka.tls.clientKeyKey | quote }}
 {{- end }}
 {{- end }}
 {{- end }}
 
 {{/*
-Environment of the PostgreSQL clients (consumer, migrations, tests).
+Environment of the PostgreSQL clients (consumer, migrations, maintenance, tests).
 Pass (dict "context" $ "secretName" "...") to read the credentials from another Secret
 than the generated one (the migration hook runs before that one exists).
+libpq reads PGSSLROOTCERT, PGSSLCERT and PGSSLKEY also alongside a DATABASE_URL, for what
+the URL does not say itself.
 */}}
 {{- define "heartbeat.env.postgresql" -}}
 {{- $ := .context }}
@@ -204,6 +295,19 @@ than the generated one (the migration hook runs before that one exists).
     secretKeyRef:
       name: {{ $secret }}
       key: {{ ternary $pg.existingSecretPasswordKey "postgres-password" (not (empty $pg.existingSecret)) }}
+{{- end }}
+{{- if include "heartbeat.postgresql.tlsFiles" $ }}
+{{- $dir := include "heartbeat.postgresql.tlsDir" $ }}
+{{- if or $pg.tls.caSecret $pg.tls.caConfigMap }}
+- name: PGSSLROOTCERT
+  value: {{ printf "%s/%s" $dir $pg.tls.caKey | quote }}
+{{- end }}
+{{- if $pg.tls.clientCertSecret }}
+- name: PGSSLCERT
+  value: {{ printf "%s/%s" $dir $pg.tls.clientCertKey | quote }}
+- name: PGSSLKEY
+  value: {{ printf "%s/%s" $dir $pg.tls.clientKeyKey | quote }}
+{{- end }}
 {{- end }}
 - name: DATABASE_POOL_SIZE
   value: {{ $pg.poolSize | int64 | quote }}
@@ -233,106 +337,10 @@ Environment every process shares: logging, retries, the metrics server.
 {{- end }}
 
 {{/*
-Volumes of every pod: a writable /tmp (the root filesystem is read-only) and the Kafka
-TLS files when there are any.
-*/}}
-{{- define "heartbeat.volumes" -}}
-- name: tmp
-  emptyDir:
-    sizeLimit: 64Mi
-{{- if and .kafka (hasSuffix "SSL" .context.Values.kafka.securityProtocol) .context.Values.kafka.tls.existingSecret }}
-- name: kafka-tls
-  secret:
-    secretName: {{ .context.Values.kafka.tls.existingSecret }}
-    defaultMode: 0440
-{{- end }}
-{{- end }}
-
-{{- define "heartbeat.volumeMounts" -}}
-- name: tmp
-  mountPath: /tmp
-{{- if and .kafka (hasSuffix "SSL" .context.Values.kafka.securityProtocol) .context.Values.kafka.tls.existingSecret }}
-- name: kafka-tls
-  mountPath: /etc/heartbeat/kafka-tls
-  readOnly: true
-{{- end }}
-{{- end }}
-
-{{/*
-The metrics port and the /healthz and /readyz probes of a long-running container.
-*/}}
-{{- define "heartbeat.probes" -}}
-ports:
-  - name: metrics
-    containerPort: {{ .Values.config.metricsPort }}
-    protocol: TCP
-livenessProbe:
-  httpGet:
-    path: /healthz
-    port: metrics
-  {{- toYaml .Values.probes.liveness | nindent 2 }}
-readinessProbe:
-  httpGet:
-    path: /readyz
-    port: metrics
-  {{- toYaml .Values.probes.readiness | nindent 2 }}
-{{- end }}
-
-{{/*
 Checksum of the generated Secret, so that pods restart when a credential changes.
 */}}
 {{- define "heartbeat.checksumAnnotation" -}}
 checksum/secret: {{ include "heartbeat.secret.data" . | sha256sum }}
-{{- end }}
-
-{{/*
-Refuse values that would render a broken release. Called from the consumer Deployment.
-*/}}
-{{- define "heartbeat.validate" -}}
-{{- $partitions := int .Values.kafka.topicPartitions }}
-{{- $consumer := .Values.consumer }}
-{{- if gt (int $consumer.replicas) $partitions }}
-{{- fail (printf "consumer.replicas (%d) is more than kafka.topicPartitions (%d): a consumer beyond one per partition would sit idle" (int $consumer.replicas) $partitions) }}
-{{- end }}
-{{- if and $consumer.autoscaling.enabled (gt (int $consumer.autoscaling.maxReplicas) $partitions) }}
-{{- fail (printf "consumer.autoscaling.maxReplicas (%d) is more than kafka.topicPartitions (%d)" (int $consumer.autoscaling.maxReplicas) $partitions) }}
-{{- end }}
-{{- if and $consumer.autoscaling.enabled (gt (int $consumer.autoscaling.minReplicas) (int $consumer.autoscaling.maxReplicas)) }}
-{{- fail "consumer.autoscaling.minReplicas is more than consumer.autoscaling.maxReplicas" }}
-{{- end }}
-{{- if and $consumer.keda.enabled (gt (int $consumer.keda.maxReplicaCount) $partitions) }}
-{{- fail (printf "consumer.keda.maxReplicaCount (%d) is more than kafka.topicPartitions (%d)" (int $consumer.keda.maxReplicaCount) $partitions) }}
-{{- end }}
-{{- if and $consumer.keda.enabled (gt (int $consumer.keda.minReplicaCount) (int $consumer.keda.maxReplicaCount)) }}
-{{- fail "consumer.keda.minReplicaCount is more than consumer.keda.maxReplicaCount" }}
-{{- end }}
-{{- if and $consumer.autoscaling.enabled $consumer.keda.enabled }}
-{{- fail "consumer.autoscaling and consumer.keda cannot both be enabled: KEDA runs its own HorizontalPodAutoscaler" }}
-{{- end }}
-{{- if and (hasPrefix "SASL_" .Values.kafka.securityProtocol) (not .Values.kafka.sasl.mechanism) }}
-{{- fail "kafka.sasl.mechanism is required with a SASL_* kafka.securityProtocol" }}
-{{- end }}
-{{- if and (hasPrefix "SASL_" .Values.kafka.securityProtocol) (not .Values.kafka.sasl.username) }}
-{{- fail "kafka.sasl.username is required with a SASL_* kafka.securityProtocol" }}
-{{- end }}
-{{- if and .Values.postgresql.existingSecret .Values.postgresql.url }}
-{{- fail "postgresql.url is not used with postgresql.existingSecret: put the URI in that Secret and name its key in postgresql.existingSecretUrlKey" }}
-{{- end }}
-{{- if lt (float64 .Values.config.retryMaxSeconds) (float64 .Values.config.retryInitialSeconds) }}
-{{- fail "config.retryMaxSeconds must be at least config.retryInitialSeconds" }}
-{{- end }}
-{{- $shutdown := float64 $consumer.shutdownTimeoutSeconds }}
-{{- if le (float64 $consumer.terminationGracePeriodSeconds) $shutdown }}
-{{- fail (printf "consumer.terminationGracePeriodSeconds (%v) must be more than consumer.shutdownTimeoutSeconds (%v): Kubernetes would kill a stopping consumer before it is done" $consumer.terminationGracePeriodSeconds $consumer.shutdownTimeoutSeconds) }}
-{{- end }}
-{{- /* The longest a consumer correctly waiting for PostgreSQL may go without turning its
-       loop: one retry wait (at most retryMaxSeconds plus retryInitialSeconds of jitter) and
-       one attempt (a connection, then a statement). */}}
-{{- $pg := .Values.postgresql }}
-{{- $wait := addf .Values.config.retryMaxSeconds .Values.config.retryInitialSeconds $pg.connectTimeoutSeconds $pg.statementTimeoutSeconds }}
-{{- if le (float64 .Values.config.livenessTimeoutSeconds) (float64 $wait) }}
-{{- fail (printf "config.livenessTimeoutSeconds (%v) must be more than %v, the longest a consumer waiting for PostgreSQL may go without turning its loop (config.retryMaxSeconds + config.retryInitialSeconds + postgresql.connectTimeoutSeconds + postgresql.statementTimeoutSeconds): /healthz would fail and Kubernetes restart it" .Values.config.livenessTimeoutSeconds $wait) }}
-{{- end }}
 {{- end }}
 
 {{/*
