@@ -66,8 +66,9 @@ image: docker ## Build the project's image as $(IMAGE) from the Dockerfile and p
 	$(PY) -m heartbeat_localstack.images app --tag $(IMAGE)
 
 .PHONY: images
-images: docker ## Every image: the bases, Kafka and PostgreSQL for the tests, and the project's as $(IMAGE)
+images: docker ## Every image: the bases, Kafka and PostgreSQL (tests, dev-deps), the project's as $(IMAGE); copied into a running real node
 	$(PY) -m heartbeat_localstack.images all --tag $(IMAGE)
+	$(PY) -m heartbeat_localstack.cluster load --dir $(STACK_DIR)
 
 .PHONY: cluster-build
 cluster-build: install ## Build the local Kubernetes control plane, helm and kubectl once (cached in ~/.cache/heartbeat); NODES=real: a real node's too
@@ -75,8 +76,13 @@ cluster-build: install ## Build the local Kubernetes control plane, helm and kub
 	$(PY) -m heartbeat_localstack.cluster build --nodes $(NODES)
 
 .PHONY: cluster
-cluster: cluster-build ## Start a local Kubernetes control plane (kwok nodes); kubeconfig in .stack/kubeconfig
+cluster: cluster-build ## Start a local Kubernetes control plane (kwok nodes; NODES=real: one that runs pods); kubeconfig in .stack/kubeconfig
 	$(PY) -m heartbeat_localstack.cluster up --dir $(STACK_DIR) --nodes $(NODES)
+
+.PHONY: k8s-dev
+k8s-dev: NODES = real
+k8s-dev: cluster-build images ## The pipeline on the local cluster's real node: dev-deps and the chart from the local images; prints port-forward lines
+	$(PY) -m heartbeat_localstack.cluster dev --dir $(STACK_DIR)
 
 .PHONY: cluster-down
 cluster-down: ## Stop the local Kubernetes control plane

@@ -14,14 +14,19 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from heartbeat_localstack.cluster import control_plane
+from heartbeat_localstack.cluster import control_plane, local_images
 from heartbeat_localstack.cluster.build import binaries, node_binaries
 from heartbeat_localstack.cluster.control_plane import Cluster
 from heartbeat_localstack.cluster.exceptions import NodeBusyError
+from heartbeat_localstack.cluster.local_images import LocalImages
 from heartbeat_localstack.docker import DockerCLI
+
+if TYPE_CHECKING:
+    from .pipeline import Pipeline
 
 IMAGE = os.environ.get("HEARTBEAT_TEST_IMAGE", "heartbeat:dev")
 #: How long to wait for another cluster's real node (one per machine) to be stopped.
@@ -32,12 +37,22 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RealCluster:
-    """A running cluster with a real node: argv prefixes for its clients, and its files."""
+    """A running cluster with a real node: argv prefixes for its clients, its files, and the
+    images its containerd holds (`dev_deps_values()` runs charts/dev-deps on them)."""
 
     kubeconfig: Path
     kubectl: list[str]
     helm: list[str]
     state_dir: Path
+    images: LocalImages
+
+    def dev_deps_values(self) -> dict[str, Any]:
+        """charts/dev-deps values for the local Kafka and PostgreSQL images on the node."""
+        return local_images.dev_deps_values(self.images)
+
+    def heartbeat_image_values(self) -> dict[str, Any]:
+        """charts/heartbeat `image` values for the project's image on the node."""
+        return local_images.heartbeat_image_values(self.images)
 
 
 def why_no_real_node() -> str | None:
@@ -59,8 +74,9 @@ def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealClust
     reason = why_no_real_node()
     if reason:
         pytest.skip(reason)
+    images = local_images.ensure(DockerCLI(), IMAGE)
     state = tmp_path_factory.mktemp("real-node")
-    cluster = _start(state)
+    cluster = _start(state, images)
     kubeconfig = f"--kubeconfig={cluster.kubeconfig}"
     try:
         yield RealCluster(
@@ -68,19 +84,32 @@ def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealClust
             kubectl=[str(cluster.kubectl), kubeconfig],
             helm=[str(cluster.helm), kubeconfig],
             state_dir=state,
+            images=images,
         )
     finally:
         control_plane.down(state)
 
 
-def _start(state: Path) -> Cluster:
+def _start(state: Path, images: LocalImages) -> Cluster:
     """Start the cluster, waiting while another one holds the machine's real node."""
     deadline = time.monotonic() + BUSY_WAIT_SECONDS
     while True:
         try:
-            return control_plane.up(state, nodes="real", progress=logger.info)
+            return control_plane.up(state, nodes="real", progress=logger.info, images=images.names)
         except NodeBusyError as exc:
             if time.monotonic() > deadline:
                 raise
             logger.warning("%s; waiting", exc)
             time.sleep(15)
+
+
+@pytest.fixture(scope="session")
+def pipeline(
+    real_cluster: RealCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Pipeline]:
+    """charts/dev-deps and charts/heartbeat (operator, one consumer, a small producer) on the
+    real node, shared by the tests of the operator's pods and of Prometheus scraping them."""
+    from .pipeline import installed
+
+    with installed(real_cluster, tmp_path_factory.mktemp("pipeline")) as running:
+        yield running

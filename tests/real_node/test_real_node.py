@@ -11,7 +11,13 @@ from heartbeat_localstack.cluster import api_address
 
 from .conftest import IMAGE, RealCluster
 
-pytestmark = [pytest.mark.integration, pytest.mark.real_node, pytest.mark.slow]
+# The first test also waits for the cluster to start and the images to be copied.
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.real_node,
+    pytest.mark.slow,
+    pytest.mark.timeout(600),
+]
 
 
 @pytest.fixture(scope="module")

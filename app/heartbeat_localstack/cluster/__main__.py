@@ -4,6 +4,8 @@ build                 build the binaries into the cache (once per set of version
 up --dir .stack       start the control plane; writes .stack/kubeconfig and .stack/bin
 down --dir .stack     stop it (nothing to do when it does not run)
 status --dir .stack   say what runs; exit status 3 when nothing does
+load --dir .stack     copy the local images into the running real node's containerd
+dev --dir .stack      `make k8s-dev`: a real node, the local images, dev-deps and the chart
 
 The binaries are cached in ``$HEARTBEAT_CACHE_DIR`` (default ``~/.cache/heartbeat``).
 """
@@ -38,9 +40,15 @@ def _parser() -> argparse.ArgumentParser:
         ("up", "start the cluster (builds first when needed)"),
         ("down", "stop the cluster"),
         ("status", "show what runs"),
+        ("load", "copy heartbeat:dev, Kafka's and PostgreSQL's images into the real node"),
+        ("dev", "a real node with the local images, dev-deps and the heartbeat chart"),
     ):
         cmd = commands.add_parser(name, help=text)
         cmd.add_argument("--dir", type=Path, default=Path(".stack"), help="state folder")
+        if name == "dev":
+            cmd.add_argument(
+                "--charts", type=Path, default=Path("charts"), help="the charts folder"
+            )
         if name == "up":
             cmd.add_argument(
                 "--nodes",
@@ -66,6 +74,17 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from . import control_plane
 
+        if args.command == "load":
+            return _load(args.dir)
+        if args.command == "dev":
+            from . import dev
+
+            build.build_node()
+            build.build()
+            lines = dev.run(args.dir, args.charts)
+            print("the pipeline runs on the local cluster; to reach it:")
+            print("\n".join(f"  {line}" for line in lines))
+            return 0
         if args.command == "up":
             if args.nodes == "real":
                 build.build_node()
@@ -91,6 +110,21 @@ def main(argv: list[str] | None = None) -> int:
     except LocalStackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+def _load(state_dir: Path) -> int:
+    from heartbeat_localstack.docker import DockerCLI
+
+    from . import control_plane, local_images, node
+    from .build import node_binaries
+    from .components import Layout
+
+    if not node.runs(Layout(state_dir.resolve() / "cluster"), node_binaries()):
+        print(f"no real node runs under {state_dir}; the images reach it when it starts")
+        return 0
+    images = local_images.ensure(DockerCLI())
+    control_plane.load_images(state_dir, images.names)
+    return 0
 
 
 if __name__ == "__main__":

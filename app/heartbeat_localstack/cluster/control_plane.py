@@ -14,7 +14,7 @@ import os
 import shutil
 import ssl
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -26,7 +26,7 @@ from . import api_address, kubeconfig, pki
 from .api import ApiClient
 from .build import Binaries, binaries
 from .components import COMPONENTS, HOST, Layout, Ports, argv, fake_node, kwok_env
-from .exceptions import ComponentStartError, NodeBusyError, NotBuiltError
+from .exceptions import ClusterError, ComponentStartError, NodeBusyError, NotBuiltError
 from .waiting import wait_for_component
 
 logger = logging.getLogger(__name__)
@@ -126,11 +126,13 @@ def up(
     progress: Progress = print,
     timeout: float = START_TIMEOUT_SECONDS,
     nodes: str = "kwok",
+    images: Sequence[str] = (),
 ) -> Cluster:
     """Start the cluster (or find it running) and wait until it is usable.
 
     `nodes` is "kwok" (fake nodes: fast, no container runs) or "real" (one node whose
-    kubelet runs pods on containerd; see `node`).
+    kubelet runs pods on containerd; see `node`), whose containerd gets `images` from the
+    Docker engine (also when it already runs).
     """
     state_dir = state_dir.resolve()
     target = target or binaries()
@@ -143,6 +145,8 @@ def up(
     procs = _processes(layout)
     if _runs_as(layout, nodes) and _answers(layout):
         progress(f"cluster already runs; kubeconfig {state_dir / 'kubeconfig'}")
+        if images:
+            load_images(state_dir, images, progress)
         return _describe(state_dir, layout, target)
     if nodes == "real":
         _check_real_node_free(layout)
@@ -159,7 +163,7 @@ def up(
         if nodes == "real":
             progress(f"the API server's address: {api_address.ADDRESS} on {api_address.INTERFACE}")
             api_address.up()
-        _start_all(state_dir, layout, ports, target, procs, progress, timeout, nodes)
+        _start_all(state_dir, layout, ports, target, procs, progress, timeout, nodes, images)
     except BaseException:
         down(state_dir, progress)
         raise
@@ -177,6 +181,7 @@ def _start_all(
     progress: Progress,
     timeout: float,
     nodes: str = "kwok",
+    images: Sequence[str] = (),
 ) -> None:
     def start(name: str, extra_env: dict[str, str] | None = None) -> None:
         progress(f"starting {name} (log: {layout.log(name)})")
@@ -221,7 +226,7 @@ def _start_all(
     start("kube-controller-manager")
     start("kube-scheduler")
     if nodes == "real":
-        _start_real_node(state_dir, layout, ports, procs, progress, timeout)
+        _start_real_node(state_dir, layout, ports, procs, progress, timeout, images)
         return
     for name in NODE_NAMES:
         status = admin.create("/api/v1/nodes", fake_node(name, target.versions.kubernetes))
@@ -257,6 +262,7 @@ def _start_real_node(
     procs: dict[str, DetachedProcess],
     progress: Progress,
     timeout: float,
+    images: Sequence[str],
 ) -> None:
     from . import node
     from .build import node_binaries
@@ -273,7 +279,19 @@ def _start_real_node(
     ):
         wait_for_component(name, "/healthz", partial(_https_ok, url), procs, layout, timeout)
     _link_clients(state_dir / "bin", binaries())
-    node.up(layout, ports.host, ports.apiserver, target, progress)
+    node.up(layout, ports.host, ports.apiserver, target, progress, images=images)
+
+
+def load_images(state_dir: Path, images: Sequence[str], progress: Progress = print) -> None:
+    """Copy `images` from the Docker engine into the running real node under `state_dir`."""
+    from . import node
+    from .build import node_binaries
+
+    layout = Layout(state_dir.resolve() / "cluster")
+    target = node_binaries()
+    if not node.runs(layout, target):
+        raise ClusterError(f"no real node runs under {state_dir}; make cluster NODES=real first")
+    node.copy_images(node.node_layout(layout, target.containerd_root), images, progress)
 
 
 def _runs_as(layout: Layout, nodes: str) -> bool:

@@ -90,8 +90,13 @@ def up(
     target: NodeBinaries,
     progress: Progress = print,
     timeout: float = START_TIMEOUT_SECONDS,
+    images: Sequence[str] = (),
 ) -> None:
-    """Start the node's components in order and wait until it is Ready with DNS."""
+    """Start the node's components in order and wait until it is Ready with DNS.
+
+    `images` (besides the pause, CoreDNS and project images) are copied from the Docker
+    engine into the node's containerd first.
+    """
     for tool in ("containerd", "iptables", "ip"):
         if shutil.which(tool) is None:
             raise MissingToolError(f"`{tool}` is needed for a real node (make docker installs it)")
@@ -122,7 +127,7 @@ def up(
     start("containerd", containerd_argv(layout))
     wait("containerd", "its socket", lambda: _ctr(layout, ["version"]).returncode == 0)
 
-    _load_images(layout, target, progress)
+    _load_images(layout, target, progress, images)
 
     node_kubeconfig = cluster.kubeconfig(pki.NODE)
     proxy_kubeconfig = cluster.kubeconfig(pki.KUBE_PROXY)
@@ -192,7 +197,9 @@ def down(cluster: Layout, target: NodeBinaries, progress: Progress = print) -> N
 # -- images -------------------------------------------------------------------------------
 
 
-def _load_images(layout: NodeLayout, target: NodeBinaries, progress: Progress) -> None:
+def _load_images(
+    layout: NodeLayout, target: NodeBinaries, progress: Progress, images: Sequence[str] = ()
+) -> None:
     docker = DockerCLI()
     wanted = {PAUSE_IMAGE: target.path("pause"), target.coredns_image: target.path("coredns")}
     for image, binary in wanted.items():
@@ -200,11 +207,46 @@ def _load_images(layout: NodeLayout, target: NodeBinaries, progress: Progress) -
             progress(f"making {image} from {binary}")
             with _one_binary_root(layout, binary) as root:
                 docker.import_rootfs(root, image, [f'ENTRYPOINT ["/{binary.name}"]'])
-    present = [image for image in (*wanted, *PROJECT_IMAGES) if docker.image_id(image)]
+    names = list(dict.fromkeys((*wanted, *PROJECT_IMAGES, *images)))
+    present = [image for image in names if docker.image_id(image)]
+    missing = sorted(set(images) - set(present))
+    if missing:
+        raise ClusterError(f"the Docker engine has no {', '.join(missing)}; run make images")
+    copy_images(layout, present, progress)
+
+
+def copy_images(layout: NodeLayout, images: Sequence[str], progress: Progress = print) -> None:
+    """Copy `images` from the Docker engine into the node's containerd, skipping those it
+    already holds in the same version (its store outlives the cluster)."""
+    docker = DockerCLI()
+    record_path = layout.containerd_root / "copied-images.json"
+    try:
+        copied: dict[str, str] = json.loads(record_path.read_text())
+    except (OSError, ValueError):
+        copied = {}
+    listed = _ctr(layout, ["images", "ls", "-q"]).stdout.split()
+    ids = {image: docker.image_id(image) or "" for image in images}
+    stale = [i for i in images if copied.get(i) != ids[i] or _cri_name(i) not in listed]
+    if not stale:
+        progress(f"the node's containerd already holds {', '.join(images)}")
+        return
     started = time.monotonic()
-    progress(f"copying {', '.join(present)} from the Docker engine into the node's containerd")
-    docker.save_into(present, _ctr_argv(layout, ["images", "import", "--no-unpack", "-"]))
+    progress(f"copying {', '.join(stale)} from the Docker engine into the node's containerd")
+    docker.save_into(stale, _ctr_argv(layout, ["images", "import", "--no-unpack", "-"]))
+    copied.update({image: ids[image] for image in stale})
+    record_path.write_text(json.dumps(copied, indent=2) + "\n")
     progress(f"images copied in {time.monotonic() - started:.0f} s")
+
+
+def _cri_name(image: str) -> str:
+    """How containerd names an image that Docker calls `image` (docker.io/library/... )."""
+    name = image if ":" in image.rsplit("/", 1)[-1] else f"{image}:latest"
+    first = name.split("/", 1)[0]
+    if "/" not in name:
+        return f"docker.io/library/{name}"
+    if "." in first or ":" in first or first == "localhost":
+        return name
+    return f"docker.io/{name}"
 
 
 @contextlib.contextmanager
