@@ -15,8 +15,7 @@ from heartbeat_operator.manifests import SimulationRef
 
 from .helm import CHART, RELEASE, Helm, RenderError
 from .manifests import container, env_of, ident, mounted_file, named, of_kind, pod_spec, pods
-
-README = CHART / "README.md"
+from .readme import readme_example_secrets, readme_managed_example
 
 pytestmark = pytest.mark.chart
 
@@ -257,23 +256,6 @@ def test_tls_and_credential_values_that_cannot_work_fail_naming_the_value(
 ) -> None:
     with pytest.raises(RenderError, match=re.escape(named_value)):
         helm.render(CHART, sets=sets)
-
-
-def readme_managed_example() -> dict[str, Any]:
-    """The values of the chart README's managed Kafka and PostgreSQL example."""
-    section = README.read_text().split("## Managed Kafka and PostgreSQL", 1)[1].split("\n## ")[0]
-    (block,) = re.findall(r"```yaml\n(.*?)```", section, re.DOTALL)
-    values: dict[str, Any] = yaml.safe_load(block)
-    return values
-
-
-def readme_example_secrets() -> dict[str, set[str]]:
-    """Secret name -> keys, as the README's example creates them with kubectl."""
-    section = README.read_text().split("## Managed Kafka and PostgreSQL", 1)[1].split("\n## ")[0]
-    secrets: dict[str, set[str]] = {}
-    for name, key in re.findall(r"create secret generic (\S+) --from-file=([^=\s]+)=\S+", section):
-        secrets.setdefault(name, set()).add(key)
-    return secrets
 
 
 def test_readme_managed_example_takes_every_credential_and_ca_from_its_secrets(

@@ -24,6 +24,7 @@ import yaml
 
 from tests.chart.helm import CHART, CI_VALUES, KUBE_VERSION, RELEASE, scenario_id
 from tests.chart.manifests import Manifest, ident, of_kind
+from tests.chart.readme import readme_example_secrets, readme_managed_example
 
 from .kube import CommandError, Kube
 
@@ -76,6 +77,49 @@ def test_every_rendered_manifest_passes_the_api_servers_own_validation(
     for manifest in admitted:
         # Namespaced objects landed in the test's namespace; cluster-scoped ones have none.
         assert manifest["metadata"].get("namespace") in (namespace, None), ident(manifest)
+
+
+@pytest.mark.usefixtures("third_party_crds")
+def test_the_readmes_managed_kafka_and_postgresql_example_passes_a_server_side_dry_run(
+    kube: Kube, namespace: str, tmp_path: Path
+) -> None:
+    values = tmp_path / "managed-values.yaml"
+    values.write_text(yaml.safe_dump(readme_managed_example()))
+    # The Secrets the README has the user create, for real (placeholder contents): the
+    # chart's manifests reference them, and a dry run stores nothing of its own.
+    secrets = readme_example_secrets()
+    kube.apply(
+        [
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": name},
+                "stringData": {key: f"placeholder {key}" for key in sorted(keys)},
+            }
+            for name, keys in secrets.items()
+        ],
+        "-n",
+        namespace,
+    )
+    manifests = render(kube, namespace, values)
+    kube.apply_crds(of_kind(manifests, "CustomResourceDefinition"))
+    rest = [m for m in manifests if m["kind"] != "CustomResourceDefinition"]
+    assert not of_kind(rest, "Secret"), "every credential is in the user's own Secrets"
+    kube.apply(of_kind(rest, "ServiceAccount"), "-n", namespace)
+
+    answer = kube.apply(rest, "-n", namespace, "--dry-run=server")
+
+    admitted = answer["items"] if answer["kind"] == "List" else [answer]
+    assert sorted(ident(m) for m in admitted) == sorted(ident(m) for m in rest)
+    kinds = {m["kind"] for m in admitted}
+    assert {"Deployment", "Job", "CronJob", "Pod", "NetworkPolicy"} <= kinds
+    consumer = next(m for m in admitted if ident(m) == f"Deployment/{RELEASE}-consumer")
+    volumes = {v["name"]: v for v in consumer["spec"]["template"]["spec"]["volumes"]}
+    # The server kept the projected TLS volumes as rendered, read-only mode included.
+    assert volumes["kafka-tls"]["projected"]["defaultMode"] == 0o440
+    assert volumes["postgresql-tls"]["projected"]["sources"] == [
+        {"secret": {"name": "heartbeat-db-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]}}
+    ]
 
 
 def readme_example() -> Manifest:
