@@ -6,9 +6,10 @@
 --
 -- Built by `heartbeat maintain` from heartbeat_minutes, never by the consumer: the
 -- statement that rolls up pending minutes adds the hours they fall in to
--- heartbeat_hours_pending, and the next step takes those rows and recomputes each such
--- hour from its minutes, in one statement. Recomputing replaces, never adds, so an hour
--- recomputed twice is still exact.
+-- heartbeat_hours_pending, and the next step takes those rows of the hours that are over
+-- and recomputes each such hour from its minutes, in one statement (the current hour stays
+-- pending until it ends, so it is written once, not once a minute). Recomputing replaces,
+-- never adds, so an hour recomputed twice (a late reading) is still exact.
 --
 -- heartbeat_hours_live is what readers use: the rolled-up hours that nothing pending
 -- touches, and, for an hour with a pending minute (the current one, one a late reading
@@ -25,7 +26,12 @@ CREATE TABLE heartbeat_hours (
     low_anomalies   integer     NOT NULL,
     high_anomalies  integer     NOT NULL,
     newest_ts       timestamptz NOT NULL,
-    PRIMARY KEY (customer_id, hour)
+    -- The figures in the key too: a customer's hours come from one index range, without
+    -- visiting a heap page per hour (rows are written an hour of every customer at a time).
+    PRIMARY KEY (customer_id, hour) INCLUDE (
+        readings, min_heart_rate, max_heart_rate, sum_heart_rate, sum_squares,
+        low_anomalies, high_anomalies, newest_ts
+    )
 ) PARTITION BY RANGE (hour);
 
 CREATE TABLE heartbeat_hours_default PARTITION OF heartbeat_hours DEFAULT;

@@ -11,8 +11,8 @@ meanwhile, from a CronJob, ``make dev`` or by hand, finds it taken and does noth
    from the readings (``heartbeat.partition_sql.ROLLUP``, ten minutes per statement),
    which marks their hours pending;
 3. the same as 1. for ``heartbeat_minutes``;
-4. recompute every pending hour from its minutes (``HOURLY_ROLLUP``, two hours per
-   statement), then the same as 1. for ``heartbeat_hours``;
+4. recompute every pending hour that is over from its minutes (``HOURLY_ROLLUP``, two
+   hours per statement), then the same as 1. for ``heartbeat_hours``;
 5. delete fleet minutes older than the rollup retention and forget customers not seen
    within the hourly one (small tables: one row a minute, one row a customer).
 
@@ -111,7 +111,7 @@ class Maintainer:
             # After the rollups: a minute rolled up beyond the partitions made so far
             # lands in the default partition and gets its own here.
             self._partitions(self.rollups, now, report)
-            self._hourly_rollups(report)
+            self._hourly_rollups(now, report)
             self._partitions(self.hours, now, report)
             rollup_expiry = maintenance.expiry(now, self.rollups.interval, self.rollups.retention)
             hourly_expiry = maintenance.expiry(now, self.hours.interval, self.hours.retention)
@@ -191,8 +191,9 @@ class Maintainer:
         if minutes:
             report.done.append(f"rolled up {len(minutes)} pending minutes ({rows} rows)")
 
-    def _hourly_rollups(self, report: Report) -> None:
-        hours = [row["hour"] for row in self.store.query(partition_sql.PENDING_HOURS)]
+    def _hourly_rollups(self, now: datetime, report: Report) -> None:
+        pending = [row["hour"] for row in self.store.query(partition_sql.PENDING_HOURS)]
+        hours = maintenance.ended_hours(pending, now)
         rows = 0
         chunks = maintenance.rollup_chunks(hours, maintenance.HOURLY_ROLLUP_SPAN, maintenance.HOUR)
         for lower, upper in chunks:
@@ -201,8 +202,9 @@ class Maintainer:
                 partition_sql.hourly_rollup(lower, upper),
             )
             rows += counts[0] if counts else 0
-        if hours:
+        if pending:
             self._step("analyze pending minutes and hours", [(partition_sql.ANALYZE_PENDING, None)])
+        if hours:
             report.done.append(f"rolled up {len(hours)} pending hours ({rows} rows)")
 
     # --- steps -------------------------------------------------------------------

@@ -186,6 +186,12 @@ def _upper(partition: Partition) -> datetime:
     return partition.upper or datetime.max.replace(tzinfo=UTC)
 
 
+def ended_hours(hours: Sequence[datetime], now: datetime) -> list[datetime]:
+    """The pending hours that are over: the current one is rolled up once it ends."""
+    current = floor(now, "hour")
+    return [hour for hour in hours if hour < current]
+
+
 def rollup_chunks(
     starts: Sequence[datetime], span: timedelta = ROLLUP_SPAN, grain: timedelta = MINUTE
 ) -> list[tuple[datetime, datetime]]:

@@ -134,10 +134,11 @@ SELECT m.customer_id,
 FROM heartbeat_minutes AS m
 WHERE m.minute >= %(lower)s AND m.minute < %(upper)s
 """
-# Each pending hour of [lower, upper) is taken and recomputed from its minutes, replacing
-# the figures. Only maintenance writes the pending hours, under its advisory lock, after
-# the minutes' rollups committed; a minute a batch stores meanwhile is pending itself, so
-# readers compute its hour from the minutes until the next run recomputes it.
+# Each pending hour of [lower, upper) (hours that are over) is taken and recomputed from
+# its minutes, replacing the figures. Only maintenance writes the pending hours, under its
+# advisory lock, after the minutes' rollups committed; a minute a batch stores meanwhile is
+# pending itself, so readers compute its hour from the minutes until the next run
+# recomputes it.
 HOURLY_ROLLUP = f"""
 WITH taken AS (
     DELETE FROM heartbeat_hours_pending

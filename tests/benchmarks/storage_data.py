@@ -135,6 +135,8 @@ def build(
     timings: dict[str, float] = {}
     with psycopg.connect(conninfo, autocommit=True) as conn:
         started = time.perf_counter()
+        current_hour = end.replace(minute=0, second=0)
+        conn.execute("INSERT INTO heartbeat_hours_pending (hour) VALUES (%s)", (current_hour,))
         week = _day_start(start) - timedelta(days=_day_start(start).weekday())
         while week < end:
             conn.execute(
@@ -180,7 +182,8 @@ def build(
             timings["rollups"] = timings.get("rollups", 0.0) + time.perf_counter() - started
 
             started = time.perf_counter()
-            conn.execute(FILL_HOURS, {"lower": lower, "upper": upper})
+            # The current hour is not over: maintenance leaves it pending, read from minutes.
+            conn.execute(FILL_HOURS, {"lower": lower, "upper": min(upper, current_hour)})
             timings["hourly rollups"] = (
                 timings.get("hourly rollups", 0.0) + time.perf_counter() - started
             )

@@ -422,7 +422,7 @@ def test_stale_customers_are_counted_from_last_seen(store, database):
 def test_rollups_count_each_stored_reading_once_before_and_after_maintain(
     store, database, monkeypatch, capsys
 ):
-    t0 = NOW.replace(second=0) - timedelta(minutes=10)
+    t0 = NOW.replace(minute=0, second=0) - timedelta(minutes=30)  # in an hour that is over
     batch = [
         reading(c, t0 + timedelta(seconds=s), 40 + (s % 60) * 3)
         for c in (1, 2)

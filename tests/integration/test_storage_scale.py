@@ -56,9 +56,11 @@ def test_the_fleet_is_stored_as_the_pipeline_leaves_it(fleet):
             " (SELECT sum(readings) FROM heartbeat_fleet_minutes),"
             " (SELECT count(*) FROM customer_last_seen),"
             " (SELECT count(*) FROM heartbeats_default),"
-            " (SELECT count(*) FROM heartbeat_minutes_pending)"
+            " (SELECT count(*) FROM heartbeat_minutes_pending),"
+            " (SELECT sum(readings) FROM heartbeat_hours_live),"
+            " (SELECT count(*) FROM heartbeat_hours_pending)"
         ).fetchone()
-    assert row == (built.readings, built.readings, storage_data.CUSTOMERS, 0, 0)
+    assert row == (built.readings, built.readings, storage_data.CUSTOMERS, 0, 0, built.readings, 1)
 
 
 def test_every_sql_panel_and_stats_query_answers_within_the_bound(fleet, capsys):

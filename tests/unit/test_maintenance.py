@@ -162,6 +162,15 @@ def test_pending_hours_are_rolled_up_in_spans_of_at_most_two_hours():
     ]
 
 
+def test_only_the_hours_that_are_over_are_rolled_up():
+    from heartbeat.maintenance import ended_hours
+
+    now = datetime(2026, 3, 11, 10, 59, 59, tzinfo=UTC)
+    hours = [now.replace(hour=h, minute=0, second=0) for h in (8, 9, 10, 11)]
+    assert ended_hours(hours, now) == hours[:2]
+    assert ended_hours(hours, now + timedelta(seconds=1)) == hours[:3]
+
+
 def test_hourly_rollups_are_kept_by_the_week_for_their_own_retention():
     from heartbeat.maintain import managed_tables
     from heartbeat.settings import Settings
