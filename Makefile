@@ -164,8 +164,9 @@ bench-storage: install system-deps ## Benchmark storage: a batch's write cost, t
 	$(PY) -m tests.benchmarks.storage_scale $(BENCH_STORAGE_ARGS)
 
 .PHONY: docs
-docs: install ## Regenerate .env.example and the README settings table from the settings
+docs: install ## Regenerate .env.example, the README settings table and the chart README's values table
 	$(VENV)/bin/heartbeat settings --env-example > .env.example
+	$(PY) charts/heartbeat/scripts/values_table.py
 	$(PY) -c 'import re,subprocess,pathlib; p=pathlib.Path("README.md"); t=subprocess.run(["$(VENV)/bin/heartbeat","settings","--markdown"],capture_output=True,text=True,check=True).stdout; s=p.read_text(); p.write_text(re.sub(r"(<!-- settings:start -->\n).*?(<!-- settings:end -->)", lambda m: m.group(1)+t+m.group(2), s, flags=re.S))'
 
 .PHONY: clean
