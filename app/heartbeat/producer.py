@@ -128,6 +128,8 @@ class ProducerApp:
             customers=len(customers),
             first_customer=customers.start,
             seed=s.producer_seed,
+            anomaly_rate=s.producer_anomaly_rate,
+            invalid_rate=s.producer_invalid_rate,
             spike_probability=s.producer_spike_probability,
         )
         producer = KafkaProducer(

@@ -247,8 +247,27 @@ class Settings(SettingsBase):
     producer_seed: int | None = Field(
         None, description="Seed of the generator; the same seed gives the same readings."
     )
+    producer_anomaly_rate: float = Field(
+        0.04,
+        ge=0,
+        le=1,
+        description="Average share of readings taken in episodes the consumer flags: above "
+        "180 bpm (high) and, a fifth of them, below 45 bpm (low); each customer's own rate is "
+        "drawn between 0 and twice this. A HeartbeatSimulation's anomalyRate sets it.",
+    )
+    producer_invalid_rate: float = Field(
+        0.005,
+        ge=0,
+        le=1,
+        description="Share of readings a faulty sensor reports outside the valid 30-220 bpm "
+        "(they go to the dead-letter topic).",
+    )
     producer_spike_probability: float = Field(
-        0.04, ge=0, le=1, description="Chance that a reading carries a +-40 bpm spike."
+        0.04,
+        ge=0,
+        le=1,
+        description="Chance that an unflagged reading carries a +-40 bpm movement artifact, "
+        "kept within 46-178 bpm.",
     )
 
     # --- Retries ---------------------------------------------------------------

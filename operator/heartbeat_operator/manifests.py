@@ -139,7 +139,7 @@ def generator_env(spec: SimulationSpec, generator: GeneratorConfig) -> list[Mani
         {"name": "PRODUCER_FIRST_CUSTOMER", "value": str(spec.first_customer)},
         {"name": "PRODUCER_SHARD_COUNT", "value": str(spec.shard_count)},
         {"name": "PRODUCER_RATE", "value": _number(spec.rate_per_replica)},
-        {"name": "PRODUCER_SPIKE_PROBABILITY", "value": _number(spec.anomaly_rate)},
+        {"name": "PRODUCER_ANOMALY_RATE", "value": _number(spec.anomaly_rate)},
         {"name": "METRICS_PORT", "value": str(generator.metrics_port)},
     ]
     if spec.seed is not None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import signal
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from heartbeat.kafka import read_topic
-from heartbeat.validation import Reason, classify
+from heartbeat.validation import Anomaly, Reason, classify
 from tests.integration.pipeline import (
     fixed_readings,
     http_get,
@@ -37,13 +38,14 @@ def test_valid_readings_are_stored_once_with_their_anomaly_flags(pipeline):
         "(CASE WHEN heart_rate < 45 THEN 'low' WHEN heart_rate > 180 THEN 'high' END)"
     )[0][0]
     assert mismatched == 0
-    lows = sum(
-        1 for r in readings if (r.customer_id, r.timestamp) in expected and classify(r.heart_rate)
+    flagged = Counter(
+        classify(r.heart_rate) for r in readings if (r.customer_id, r.timestamp) in expected
     )
-    assert lows > 0
+    assert flagged[Anomaly.LOW] + flagged[Anomaly.HIGH] > 0
     assert consumer.metric("heartbeat_stored_total") == len(expected)
     assert consumer.metric("heartbeat_consumed_total") == len(readings)
-    assert consumer.metric("heartbeat_anomalies_total", {"kind": "low"}) == lows
+    for kind in Anomaly:
+        assert consumer.metric("heartbeat_anomalies_total", {"kind": kind.value}) == flagged[kind]
     rejected = consumer.metric("heartbeat_rejected_total", {"reason": "heart_rate_out_of_range"})
     assert rejected == len(readings) - len(expected) > 0
     assert consumer.metric("heartbeat_event_to_stored_seconds_count") == len(expected)

@@ -172,7 +172,7 @@ def test_the_spec_becomes_the_producers_environment() -> None:
     assert values["PRODUCER_CUSTOMERS"] == "12"
     assert values["PRODUCER_SHARD_COUNT"] == "3"
     assert values["PRODUCER_RATE"] == "2.5"
-    assert values["PRODUCER_SPIKE_PROBABILITY"] == "0.1"
+    assert values["PRODUCER_ANOMALY_RATE"] == "0.1"
     assert values["PRODUCER_SEED"] == "7"
     assert values["KAFKA_BOOTSTRAP_SERVERS"] == "k:9092"
     assert "PRODUCER_SHARD_INDEX" not in values, "each pod reads its ordinal from HOSTNAME"
