@@ -23,21 +23,33 @@ CONTAINER_TESTS ?= tests/containers tests/integration/test_pipeline.py \
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml
+# pip prints what it fetches and installs (a progress bar on a terminal). The venv's own pip
+# is recent enough for editable installs and extras, so it is not upgraded first.
+PIP_INSTALL := $(PY) -m pip install --disable-pip-version-check
+
+# What make dev runs: the pipeline and the local services (the `local` extra).
+$(VENV)/.installed-run: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,lint]'
+	$(PIP_INSTALL) -e '.[local]'
 	touch $@
 
+# And the operator, the test and the lint tools (the `test` extra brings the operator's).
+$(VENV)/.installed: $(VENV)/.installed-run
+	$(PIP_INSTALL) -e '.[test,lint]'
+	touch $@
+
+.PHONY: install-run
+install-run: $(VENV)/.installed-run ## Create .venv with what make dev runs: the pipeline and the local services
+
 .PHONY: install
-install: $(VENV)/.installed ## Create .venv and install the project with test and lint tools
+install: $(VENV)/.installed ## Create .venv and install the project with the operator, test and lint tools
 
 .PHONY: system-deps
 system-deps: ## Install the OS packages the local stack needs (Java, Maven, PostgreSQL, Prometheus)
 	./.ci/system-deps
 
 .PHONY: stack
-stack: install system-deps ## Start local Kafka (KRaft) and PostgreSQL in the background; settings in .stack/env (SECURE=1: SASL_SSL, mutual TLS, verify-full)
+stack: install-run system-deps ## Start local Kafka (KRaft) and PostgreSQL in the background; settings in .stack/env (SECURE=1: SASL_SSL, mutual TLS, verify-full)
 	$(PY) -m heartbeat_localstack up --dir $(STACK_DIR) $(if $(SECURE),--secure)
 
 .PHONY: stack-down
@@ -113,7 +125,7 @@ dev: migrate ## Run the whole pipeline locally: stack, migrations, maintenance, 
 	echo "the producer or the consumer stopped (its message is above), so both are stopped"; exit 1
 
 .PHONY: monitor
-monitor: install system-deps ## Start Prometheus scraping the local producer (8001) and consumer (8002), with the alert rules
+monitor: install-run system-deps ## Start Prometheus scraping the local producer (8001) and consumer (8002), with the alert rules
 	$(PY) -m heartbeat_localstack.prometheus up --dir $(STACK_DIR) --targets 127.0.0.1:$(PRODUCER_METRICS_PORT),127.0.0.1:$(CONSUMER_METRICS_PORT)
 
 .PHONY: monitor-down

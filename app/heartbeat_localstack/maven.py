@@ -100,20 +100,43 @@ def _download(home: Path, libs: Path, version: str) -> None:
     command = [
         mvn,
         "--batch-mode",
-        "--quiet",
         "--file",
         str(pom),
         f"{DEPENDENCY_PLUGIN}:copy-dependencies",
         "-DincludeScope=runtime",
         f"-DoutputDirectory={partial}",
     ]
-    result = subprocess.run(command, cwd=home, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        output = (result.stdout + result.stderr).strip().splitlines()[-20:]
+    returncode, output = _run_showing_downloads(command, home)
+    if returncode != 0:
         raise DownloadError(
-            f"mvn could not fetch Kafka {version} (exit {result.returncode}):\n" + "\n".join(output)
+            f"mvn could not fetch Kafka {version} (exit {returncode}):\n" + "\n".join(output[-20:])
         )
     partial.rename(libs)
     (home / COMPLETE_MARKER).write_text(f"kafka {version}, log4j {LOG4J_VERSION}\n")
     count = len(list(libs.glob("*.jar")))
     logger.info("fetched %d jars in %.0f s", count, time.monotonic() - started)
+
+
+def _run_showing_downloads(command: list[str], cwd: Path) -> tuple[int, list[str]]:
+    """Run Maven, logging each file it has fetched, with its size and speed.
+
+    Maven's other output is kept, for the error message should it fail.
+    """
+    output: list[str] = []
+    with subprocess.Popen(
+        command,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+    ) as mvn:
+        assert mvn.stdout is not None
+        for line in mvn.stdout:
+            line = line.rstrip()
+            output.append(line)
+            # "[INFO] Downloaded from central: https://.../name-1.0.jar (310 kB at 122 kB/s)"
+            if "Downloaded from" in line and "https://" in line:
+                url, _, size = line.split("https://", 1)[1].partition(" ")
+                logger.info("maven: fetched %s %s", url.rsplit("/", 1)[-1], size)
+    return mvn.returncode, output
