@@ -23,6 +23,7 @@ from heartbeat.errors import SettingsError
 from heartbeat.metrics import new_registry
 from heartbeat.server import Health, MetricsServer
 from heartbeat.settings import Settings, load_settings
+from heartbeat_operator.events import KopfEvents
 from heartbeat_operator.exceptions import KubeError, OperatorSettingsError
 from heartbeat_operator.handlers import Runtime
 from heartbeat_operator.kube import Kube
@@ -87,10 +88,11 @@ def run(settings: Settings, namespaces: Sequence[str] | None = None) -> int:
     registry = new_registry()
     health = Health(("kubernetes",), settings.liveness_timeout_seconds)
     metrics = OperatorMetrics(registry)
+    events = KopfEvents()
     reconciler = Reconciler(
-        kube, generator_config(settings, config), metrics, config.namespace_list
+        kube, generator_config(settings, config), metrics, config.namespace_list, events=events
     )
-    runtime = Runtime(kube, reconciler, health, config.resync_interval_seconds)
+    runtime = Runtime(kube, reconciler, health, config.resync_interval_seconds, events)
     port = settings.metrics_port_for("operator")
     server = MetricsServer(settings.metrics_host, port, registry, health).start()
     scope = ", ".join(config.namespace_list) or "all namespaces"

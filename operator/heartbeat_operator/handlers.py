@@ -26,6 +26,7 @@ from typing import Any
 import kopf
 
 from heartbeat.server import Health
+from heartbeat_operator.events import KopfEvents
 from heartbeat_operator.exceptions import KubeError, OperatorError
 from heartbeat_operator.kube import Kube
 from heartbeat_operator.manifests import MANAGER
@@ -40,12 +41,13 @@ TICK_SECONDS = 5.0
 
 @dataclass
 class Runtime:
-    """The client, reconciler and health of one run, and the tasks the start-up began."""
+    """The client, reconciler, health and Events of one run, and the tasks the start-up began."""
 
     kube: Kube
     reconciler: Reconciler
     health: Health
     interval: float
+    events: KopfEvents = field(default_factory=KopfEvents)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -86,8 +88,10 @@ def reconcile_simulation(
 ) -> None:
     if namespace is None:  # never: the CRD is namespaced
         return
+    runtime = Runtime.of(memo)
+    runtime.events.lend()
     try:
-        Runtime.of(memo).reconciler.reconcile(namespace, name, trigger=reason)
+        runtime.reconciler.reconcile(namespace, name, trigger=reason)
     except KubeError as exc:
         raise kopf.TemporaryError(str(exc), delay=RETRY_DELAY_SECONDS) from exc
 
@@ -99,10 +103,10 @@ def statefulset_changed(
     owner = _owner(body.get("metadata", {}))
     if owner is None or namespace is None:
         return
+    runtime = Runtime.of(memo)
+    runtime.events.lend()
     try:
-        Runtime.of(memo).reconciler.reconcile(
-            namespace, owner, trigger=f"statefulset {type or 'listed'}"
-        )
+        runtime.reconciler.reconcile(namespace, owner, trigger=f"statefulset {type or 'listed'}")
     except KubeError as exc:  # the resync loop tries again
         logger.warning("reconciling %s/%s failed: %s", namespace, owner, exc)
 

@@ -9,9 +9,8 @@ resync loop): a request for a simulation already being reconciled returns at onc
 the running reconciliation goes round once more to see whatever changed meanwhile. So no
 worker thread ever waits for another's simulation.
 
-Events go through kopf (``kopf.event``): it queues them and posts them in the background,
-retrying, and a failed post is logged, never raised. The StatefulSet is adopted with kopf
-too (``kopf.append_owner_reference``).
+Events go through kopf (``events``); the StatefulSet is adopted with kopf too
+(``kopf.append_owner_reference``).
 """
 
 from __future__ import annotations
@@ -25,6 +24,7 @@ from typing import Any, cast
 import kopf
 
 from heartbeat_operator import manifests
+from heartbeat_operator.events import KopfEvents
 from heartbeat_operator.exceptions import InvalidSpecError, KubeError, KubeRejectedError
 from heartbeat_operator.kube import Body, Kube
 from heartbeat_operator.manifests import GeneratorConfig, SimulationRef
@@ -60,12 +60,6 @@ Key = tuple[str, str]
 PostEvent = Callable[[Mapping[str, Any], str, str, str], None]
 
 
-def post_event(involved: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
-    """Queue an Event with kopf, whatever OPERATOR_POSTING_LEVEL says: the operator's own
-    actions are always posted (the level filters log messages only)."""
-    kopf.event(_kopf_body(involved), type=kind, reason=reason, message=message)
-
-
 def _kopf_body(body: Mapping[str, Any]) -> kopf.Body:
     return kopf.Body(cast(kopf.RawBody, dict(body)))
 
@@ -88,10 +82,10 @@ class Reconciler:
         metrics: OperatorMetrics,
         namespaces: tuple[str, ...] = (),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        events: PostEvent = post_event,
+        events: PostEvent | None = None,
     ) -> None:
         self._kube = kube
-        self._events = events
+        self._events = events or KopfEvents()
         self._generator = generator
         self._metrics = metrics
         self._namespaces = namespaces
