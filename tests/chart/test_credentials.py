@@ -58,7 +58,7 @@ def test_existing_secrets_are_referenced_with_their_own_keys(rendered: Any) -> N
 
 def test_kafka_tls_files_are_mounted_read_only_where_the_settings_point(rendered: Any) -> None:
     manifests = rendered(CHART / "ci" / "sasl-tls-values.yaml")
-    for component in ("producer", "consumer", "operator"):
+    for component in ("producer", "consumer"):
         deployment = named(manifests, "Deployment", f"{RELEASE}-{component}")
         spec, c = pod_spec(deployment), container(deployment, component)
         env = env_of(c)
@@ -72,6 +72,19 @@ def test_kafka_tls_files_are_mounted_read_only_where_the_settings_point(rendered
         assert env["KAFKA_SASL_PASSWORD"] == {
             "secretKeyRef": {"name": RELEASE, "key": "kafka-sasl-password"}
         }
+
+
+def test_the_operator_passes_the_kafka_tls_paths_on_without_mounting_the_files(
+    rendered: Any,
+) -> None:
+    # It connects to no broker: the client key stays out of the pod that can reach the API.
+    manifests = rendered(CHART / "ci" / "sasl-tls-values.yaml")
+    operator = named(manifests, "Deployment", f"{RELEASE}-operator")
+    c = container(operator, "operator")
+    assert env_of(c)["KAFKA_SSL_KEY_LOCATION"] == "/etc/heartbeat/kafka-tls/tls.key"
+    assert env_of(c)["OPERATOR_KAFKA_TLS_MOUNT_PATH"] == "/etc/heartbeat/kafka-tls"
+    assert [m["name"] for m in c["volumeMounts"]] == ["tmp"]
+    assert [v["name"] for v in pod_spec(operator)["volumes"]] == ["tmp"]
 
 
 def test_postgresql_ca_and_client_certificate_reach_every_postgresql_client(
@@ -283,7 +296,15 @@ def test_readme_managed_example_takes_every_credential_and_ca_from_its_secrets(
                     ref = value["secretKeyRef"]
                     assert ref["key"] in secrets[ref["name"]], where
                     used.add((ref["name"], ref["key"]))
-            for variable in ("KAFKA_SSL_CA_LOCATION", "PGSSLROOTCERT"):
+            mounted = ["KAFKA_SSL_CA_LOCATION", "PGSSLROOTCERT"]
+            if "OPERATOR_KAFKA_TLS_SECRET" in env:
+                # Passed on to the generators, which mount that Secret where the path points.
+                mounted.remove("KAFKA_SSL_CA_LOCATION")
+                ca = env["KAFKA_SSL_CA_LOCATION"]
+                assert ca.startswith(env["OPERATOR_KAFKA_TLS_MOUNT_PATH"] + "/"), where
+                tls_secret = env["OPERATOR_KAFKA_TLS_SECRET"]
+                assert ca.rsplit("/", 1)[1] in secrets[tls_secret], where
+            for variable in mounted:
                 if variable in env:
                     kind, name, key, mode = mounted_file(spec, c, env[variable])
                     assert kind == "secret", where

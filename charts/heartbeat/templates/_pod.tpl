@@ -41,7 +41,7 @@ Takes the same dict as "heartbeat.podSpec".
 - name: tmp
   emptyDir:
     sizeLimit: 64Mi
-{{- if and .kafka (include "heartbeat.kafka.tlsFiles" $) }}
+{{- if and .kafka (not .noKafkaFiles) (include "heartbeat.kafka.tlsFiles" $) }}
 {{ include "heartbeat.tlsVolume" (dict "name" "kafka-tls" "tls" $.Values.kafka.tls) }}
 {{- end }}
 {{- if and .postgresql (include "heartbeat.postgresql.tlsFiles" $) }}
@@ -56,7 +56,7 @@ Takes the same dict as "heartbeat.podSpec".
 {{- $ := .context }}
 - name: tmp
   mountPath: /tmp
-{{- if and .kafka (include "heartbeat.kafka.tlsFiles" $) }}
+{{- if and .kafka (not .noKafkaFiles) (include "heartbeat.kafka.tlsFiles" $) }}
 - name: kafka-tls
   mountPath: {{ include "heartbeat.kafka.tlsDir" $ }}
   readOnly: true
@@ -123,6 +123,8 @@ operator), the migration Job and the maintenance CronJob. Takes a dict:
   args                the `heartbeat` command's arguments
   env                 the component's own variables, a rendered YAML list (optional)
   kafka, postgresql   true for a client of that service: its environment and TLS files
+  noKafkaFiles        true for the Kafka environment without the files (the operator hands
+                      the settings on to its generators but connects to no broker)
   postgresqlSecret    Secret of the PostgreSQL credentials when not the chart's (optional)
   probes              true for a long-running process: metrics port, /healthz, /readyz
   serviceAccountName  (optional)
