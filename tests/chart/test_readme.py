@@ -6,6 +6,8 @@ import importlib.util
 import re
 import shlex
 import sys
+import tarfile
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -136,3 +138,15 @@ def test_default_image_tag_is_the_charts_app_version(helm: Helm) -> None:
     tagged = helm.render(CHART, sets={"image.tag": "1.2.3"})
     consumer = container(named(tagged, "Deployment", f"{RELEASE}-consumer"), "consumer")
     assert consumer["image"] == "heartbeat:1.2.3"
+
+
+def test_the_values_table_script_stays_out_of_the_packaged_chart(
+    helm: Helm, tmp_path: Path
+) -> None:
+    result = helm.run("package", str(CHART), "--destination", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    (package,) = tmp_path.glob("heartbeat-*.tgz")
+    with tarfile.open(package) as archive:
+        names = archive.getnames()
+    assert "heartbeat/values.yaml" in names
+    assert not [n for n in names if n.startswith("heartbeat/scripts/")]
