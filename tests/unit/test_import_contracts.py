@@ -115,3 +115,11 @@ def test_each_external_client_has_one_module_that_imports_it(client, owner):
     ]
     importers = {rule.split("->")[0].strip() for rule in contract.get("ignore_imports", [])}
     assert owner in importers
+
+
+@pytest.mark.parametrize("contract", _by_type("layers"), ids=lambda c: c["name"])
+def test_architecture_md_names_every_module_of_the_layers(contract):
+    text = (ROOT / "ARCHITECTURE.md").read_text()
+    named = {name for layer in contract["layers"] for name in _layer_names(layer)}
+    missing = sorted(name for name in named if f"`{name}`" not in text)
+    assert missing == [], "ARCHITECTURE.md does not say where these modules are"
