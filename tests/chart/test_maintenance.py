@@ -40,6 +40,7 @@ def test_the_chart_defaults_are_the_applications_defaults(defaults: Any) -> None
         "partition_ahead_days",
         "raw_retention_days",
         "rollup_retention_days",
+        "hourly_rollup_retention_days",
         "maintenance_lock_timeout_seconds",
     ):
         assert str(env[name.upper()]) == str(defaults_of[name].default).removesuffix(".0"), name
@@ -60,6 +61,7 @@ def test_retention_interval_and_schedule_come_from_the_values(helm: Helm) -> Non
             "maintenance.partitionInterval": "hour",
             "maintenance.rawRetentionDays": 30,
             "maintenance.rollupRetentionDays": 400,
+            "maintenance.hourlyRollupRetentionDays": 1000,
             "maintenance.partitionAheadDays": 7,
             "maintenance.statementTimeoutSeconds": 600,
         },
@@ -78,6 +80,7 @@ def test_retention_interval_and_schedule_come_from_the_values(helm: Helm) -> Non
             "PARTITION_INTERVAL",
             "RAW_RETENTION_DAYS",
             "ROLLUP_RETENTION_DAYS",
+            "HOURLY_ROLLUP_RETENTION_DAYS",
             "PARTITION_AHEAD_DAYS",
             "DATABASE_STATEMENT_TIMEOUT_SECONDS",
         }
@@ -85,6 +88,7 @@ def test_retention_interval_and_schedule_come_from_the_values(helm: Helm) -> Non
         "PARTITION_INTERVAL": "hour",
         "RAW_RETENTION_DAYS": "30",
         "ROLLUP_RETENTION_DAYS": "400",
+        "HOURLY_ROLLUP_RETENTION_DAYS": "1000",
         "PARTITION_AHEAD_DAYS": "7",
         "DATABASE_STATEMENT_TIMEOUT_SECONDS": "600",
     }
@@ -95,6 +99,17 @@ def test_rollups_kept_for_less_time_than_the_readings_fail_to_render(helm: Helm)
         helm.render(
             CHART,
             sets={"maintenance.rawRetentionDays": 7, "maintenance.rollupRetentionDays": 3},
+        )
+
+
+def test_hourly_rollups_kept_for_less_time_than_the_minutes_fail_to_render(helm: Helm) -> None:
+    with pytest.raises(RenderError, match=r"hourlyRollupRetentionDays \(60\) is less than"):
+        helm.render(
+            CHART,
+            sets={
+                "maintenance.rollupRetentionDays": 90,
+                "maintenance.hourlyRollupRetentionDays": 60,
+            },
         )
 
 

@@ -87,6 +87,9 @@ checks run whichever components are enabled.
 {{- if lt (int $m.rollupRetentionDays) (int $m.rawRetentionDays) }}
 {{- fail (printf "maintenance.rollupRetentionDays (%d) is less than maintenance.rawRetentionDays (%d): rollups are kept at least as long as the readings they come from" (int $m.rollupRetentionDays) (int $m.rawRetentionDays)) }}
 {{- end }}
+{{- if lt (int $m.hourlyRollupRetentionDays) (int $m.rollupRetentionDays) }}
+{{- fail (printf "maintenance.hourlyRollupRetentionDays (%d) is less than maintenance.rollupRetentionDays (%d): hourly rollups are kept at least as long as the minutes they come from" (int $m.hourlyRollupRetentionDays) (int $m.rollupRetentionDays)) }}
+{{- end }}
 {{- end }}
 
 {{/*
