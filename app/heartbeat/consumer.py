@@ -1,10 +1,15 @@
 """The consumer: Kafka -> validate -> dead-letter or store, exactly once.
 
-One loop, one thread. A batch is collected (bounded by count and time), each
-message is validated, rejected messages are produced to the dead-letter topic
-and their delivery awaited, then the valid readings and the batch's next
-offsets are written to PostgreSQL in one transaction. Only then are the offsets
-committed to Kafka, for lag tools; PostgreSQL is the source of truth and each
+The main loop is the only place that polls Kafka. ``step`` is one turn of it:
+position newly assigned partitions, collect a batch (bounded by count and time)
+into per-partition columns (``heartbeat.batch``), and hand it to the writer. The
+writer, one thread, delivers the batch's rejected messages to the dead-letter
+topic and waits for Kafka to have them, then writes the valid readings, the dead
+letters and the batch's next offsets to PostgreSQL in one transaction. While it
+does, the loop collects and decodes the next batch; that one is handed over only
+once the write before it has committed, so batches commit one at a time, in
+order, and each partition's offsets only move forward. Offsets are then
+committed to Kafka too, for lag tools; PostgreSQL is the source of truth and each
 newly assigned partition resumes from the offset stored there.
 
 What a crash at any instant leads to:
@@ -14,15 +19,21 @@ What a crash at any instant leads to:
   twice; each carries its source offset so readers can tell).
 * after it: rows and offsets are both durable; the batch is not read again.
 
-A dependency that fails is retried with capped exponential backoff while the
-process reports not-ready; the partitions are paused meanwhile so the group
-keeps the member alive, and nothing is skipped.
+A write that fails on a dependency is retried by the loop itself, with capped
+exponential backoff, while the process reports not-ready; the partitions are
+paused meanwhile (the loop keeps polling, so the group keeps the member) and
+nothing is skipped. Each attempt writes only the partitions still owned.
 
-Only the main loop polls Kafka or waits on PostgreSQL. A rebalance callback
-just records what changed: a newly assigned partition stays paused until the
-loop has read its stored offset, sought to it and resumed it. Every owned
-partition's progress is watched against the brokers' end offsets; one with lag
-that does not advance for ``CONSUMER_STALL_SECONDS`` makes ``/readyz`` fail.
+A rebalance callback does no I/O: a newly assigned partition stays paused until
+the loop has read its stored offset (after the write in flight, if any, has
+settled), sought to it and resumed it. A revoked partition leaves the batch being
+collected at once. A write already in flight is not interrupted: it commits or
+fails whole, and since stored offsets only move forward and readings and dead
+letters are inserted only if absent, the partition's new owner, reading from the
+offset stored in PostgreSQL, stores each reading once whichever of the two got
+there first. Every owned partition's progress is watched against the brokers' end
+offsets; one with lag that does not advance for ``CONSUMER_STALL_SECONDS`` makes
+``/readyz`` fail.
 """
 
 from __future__ import annotations
@@ -32,25 +43,29 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from heartbeat.batch import Batch, Columns
 from heartbeat.deadletter import DeadLetterSender, open_sender
+from heartbeat.dependencies import Dependencies
 from heartbeat.errors import KafkaUnavailable, TransientError
 from heartbeat.kafka import (
     EndOffsets,
     KafkaConsumer,
-    Partition,
-    Record,
     ensure_topics,
+    to_record,
 )
-from heartbeat.metrics import ConsumerMetrics
+from heartbeat.metrics import ConsumerMetrics, ages
 from heartbeat.progress import EndOffsetsPoller, Progress, describe_stall
-from heartbeat.retry import retry_transient
+from heartbeat.reading_rows import pack_rows
 from heartbeat.server import Health
 from heartbeat.settings import Settings
-from heartbeat.store import Conflict, Store, WriteResult
-from heartbeat.validation import Reading, Rejection, judge
+from heartbeat.store import BatchResult, Conflict, Store
+from heartbeat.types import Partition, Record
+from heartbeat.validation import to_micros
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +74,7 @@ CHECK_INTERVAL_SECONDS = 10.0
 STALE_INTERVAL_SECONDS = 30.0
 PROGRESS_INTERVAL_SECONDS = 1.0
 END_OFFSETS_INTERVAL_SECONDS = 5.0
+WAIT_SLICE_SECONDS = 0.25
 
 
 def next_offsets(records: Sequence[Record]) -> dict[Partition, int]:
@@ -69,6 +85,17 @@ def next_offsets(records: Sequence[Record]) -> dict[Partition, int]:
         if record.offset + 1 > offsets.get(source, -1):
             offsets[source] = record.offset + 1
     return offsets
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """A batch committed: what it stored, the offsets it moved to, its readings' columns."""
+
+    result: BatchResult
+    offsets: dict[Partition, int]
+    size: int
+    columns: Columns
+    dead_lettered: bool
 
 
 class ConsumerApp:
@@ -87,6 +114,7 @@ class ConsumerApp:
         self.health = health
         self._kafka_extra = dict(kafka_extra or {})
         self._stopping = threading.Event()
+        self._deps = Dependencies(settings, health, metrics, self._stopping)
         self._owned: set[Partition] = set()
         # Assigned, paused, and waiting for the main loop to seek them to their stored offset.
         self._pending: set[Partition] = set()
@@ -97,12 +125,13 @@ class ConsumerApp:
         )
         self._stalled: list[Partition] = []
         self._last_progress_report = 0.0
-        self._buffer: list[Record] = []  # the batch being collected or written
-        self._overflow: list[Record] = []  # read while a write was being retried
+        self._max_skew = timedelta(seconds=settings.consumer_max_future_skew_seconds)
+        self._batch = Batch(self._max_skew)  # being collected
+        self._writing: tuple[Batch, Future[Written]] | None = None  # handed to the writer
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="heartbeat-writer")
         self._held: set[Partition] = set()  # paused by this loop while a dependency is retried
         self._last_check = 0.0
         self._last_stale_count = 0.0
-        self._max_skew = timedelta(seconds=settings.consumer_max_future_skew_seconds)
         self._consumer: KafkaConsumer | None = None
         self._dead_letters: DeadLetterSender | None = None
         self._ends: EndOffsetsPoller | None = None
@@ -114,6 +143,17 @@ class ConsumerApp:
         if not self._stopping.is_set():
             logger.info("stop requested; finishing the current batch")
         self._stopping.set()
+
+    def attach(
+        self,
+        consumer: KafkaConsumer,
+        dead_letters: DeadLetterSender,
+        ends: EndOffsetsPoller | None = None,
+    ) -> None:
+        """Use these clients (``run`` makes the real ones; a test may pass its own)."""
+        self._consumer = consumer
+        self._dead_letters = dead_letters
+        self._ends = ends
 
     def run(self) -> int:
         topics = [self.settings.kafka_topic, self.settings.kafka_dlq_topic]
@@ -128,22 +168,23 @@ class ConsumerApp:
             )
 
         try:
-            self._dead_letters = self._retry("kafka", connect, on_success=self._kafka_ok)
+            dead_letters = self._retry("kafka", connect)
         except TransientError:
             return 0  # stopped before Kafka could be reached; nothing was read
-        self._consumer = KafkaConsumer(
+        consumer = KafkaConsumer(
             self.settings,
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
             on_unreachable=self._kafka_lost,
             extra=self._kafka_extra,
         )
-        self._ends = EndOffsetsPoller(
+        ends = EndOffsetsPoller(
             EndOffsets(self.settings, extra=self._kafka_extra).read,
             interval=END_OFFSETS_INTERVAL_SECONDS,
         ).start()
-        self._consumer.subscribe([self.settings.kafka_topic])
-        self._mark("progress", True)
+        self.attach(consumer, dead_letters, ends)
+        consumer.subscribe([self.settings.kafka_topic])
+        self._deps.mark("progress", True)
         logger.info(
             "consuming %s as group %s",
             self.settings.kafka_topic,
@@ -151,23 +192,32 @@ class ConsumerApp:
         )
         try:
             while not self._stopping.is_set():
-                self.health.tick()
-                self._position_pending()
-                self._collect()
-                if self._buffer:
-                    self._process()
-                else:
-                    self._periodic_checks()
-                self._count_stale_customers()
-                self._report_progress()
+                self.step()
+            self._settle()  # the write in flight, if any: committed, or left to be read again
         finally:
             logger.info("leaving the consumer group")
-            self._ends.stop()
+            ends.stop()
+            self._writer.shutdown(wait=False, cancel_futures=True)
             # The last batch's positions, for lag tools; asynchronous, never waited on.
-            self._consumer.commit(self._progress.positions())
-            self._consumer.close()
+            consumer.commit(self._progress.positions())
+            consumer.close()
         logger.info("consumer stopped")
         return 0
+
+    def step(self) -> None:
+        """One turn of the loop: position, collect, hand over what was collected."""
+        self.health.tick()
+        if self._pending:
+            self._settle()  # so the offsets read next include the write in flight
+            self._position_pending()
+        self._collect()
+        self._settle()
+        if self._batch.size:
+            self._hand_over()  # stopping too: the batch in hand is written before leaving
+        elif self._writing is None:
+            self._periodic_checks()
+        self._count_stale_customers()
+        self._report_progress()
 
     # --- rebalancing -----------------------------------------------------------
 
@@ -187,9 +237,9 @@ class ConsumerApp:
         self._pending -= revoked
         self._held -= revoked
         self._progress.forget(revoked)
-        dropped = sum(1 for r in (*self._buffer, *self._overflow) if r.source in revoked)
-        self._buffer = [r for r in self._buffer if r.source not in revoked]
-        self._overflow = [r for r in self._overflow if r.source not in revoked]
+        # What was collected of them is left to their next owner; a write already in
+        # flight commits or fails whole (see the module's docstring).
+        dropped = self._batch.drop(revoked)
         for p in revoked:
             for gauge in (self.metrics.consumer_lag, self.metrics.last_progress):
                 with contextlib.suppress(KeyError):
@@ -216,7 +266,7 @@ class ConsumerApp:
             return {p: stored.get(p) for p in wanted}
 
         try:
-            starts = self._retry("postgres", load, on_success=self._postgres_ok)
+            starts = self._retry("postgres", load)
         except TransientError:
             return  # stopping: these partitions are never read, so nothing of them is written
         assert self._consumer is not None
@@ -250,73 +300,91 @@ class ConsumerApp:
     # --- the batch -------------------------------------------------------------
 
     def _collect(self) -> None:
-        """Fill the buffer up to the batch size or until the batch's time is up."""
+        """Fill the batch up to its size, until its time is up and the writer is free."""
         assert self._consumer is not None
         limit = self.settings.consumer_batch_max_messages
         deadline = time.monotonic() + self.settings.consumer_batch_max_wait_seconds
-        while len(self._buffer) < limit and not self._stopping.is_set():
+        batch = self._batch
+        while batch.size < limit and not self._stopping.is_set():
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            busy = self._writing is not None and not self._writing[1].done()
+            if remaining <= 0 and not busy:
                 break
-            records = self._consumer.poll_batch(limit - len(self._buffer), min(remaining, 0.25))
-            if records:
-                self._kafka_ok()
-                readable = self._progress.tracked()
-                self._buffer.extend(r for r in records if r.source in readable)
-
-    def _process(self) -> None:
-        now = datetime.now(UTC)
-        verdicts = {
-            id(record): judge(record.value, now=now, max_future_skew=self._max_skew)
-            for record in self._buffer
-        }
-        self.metrics.consumed.inc(len(self._buffer))
-        try:
-            self._dead_letter(verdicts)
-            result, offsets, written = self._store(verdicts)
-        except TransientError as exc:
-            logger.warning(
-                "abandoning a batch of %d messages on shutdown (%s); it will be read again",
-                len(self._buffer),
-                exc,
+            messages = self._consumer.poll_messages(
+                limit - batch.size, min(remaining, WAIT_SLICE_SECONDS) if remaining > 0 else 0.01
             )
-            self._buffer, self._overflow = [], []
+            if messages:
+                self._kafka_ok()
+                batch.add(messages, self._progress.tracked(), datetime.now(UTC))
+            self.health.tick()
+
+    def _hand_over(self) -> None:
+        """Give the collected batch to the writer and start a new one."""
+        batch, self._batch = self._batch, Batch(self._max_skew)
+        self.metrics.consumed.inc(batch.size)
+        self._writing = (batch, self._writer.submit(self._write, batch))
+
+    def _write(self, batch: Batch) -> Written:
+        """Dead letters, then rows and offsets in one transaction (the writer's job)."""
+        delivered = self._deliver_dead_letters(batch)
+        return self._store(batch, delivered)
+
+    def _settle(self) -> None:
+        """Wait for the write in flight; retry it here if a dependency failed it."""
+        if self._writing is None:
             return
-        self._buffer, self._overflow = self._overflow, []
-        assert self._consumer is not None
-        assert self._dead_letters is not None
-        self._dead_letters.forget()
-        self._consumer.commit(offsets)
-        wall = time.time()
-        for p in self._progress.advance(offsets, time.monotonic()):
-            self.metrics.last_progress.labels(p.topic, str(p.partition)).set(wall)
-        self._record_success(written, result)
+        batch, future = self._writing
+        while not future.done():
+            self.health.tick()
+            self._report_progress()
+            wait((future,), WAIT_SLICE_SECONDS)
+        self._writing = None
+        try:
+            written = future.result()
+        except TransientError as exc:
+            try:
+                written = self._write_retrying(batch, exc)
+            except TransientError as again:
+                logger.warning(
+                    "abandoning a batch of %d messages on shutdown (%s); it will be read again",
+                    batch.size,
+                    again,
+                )
+                self._batch = Batch(self._max_skew)
+                return
+        self._committed(written)
 
-    def _owned_records(self) -> list[Record]:
-        """The batch as it stands: partitions revoked meanwhile are left to their new owner."""
-        readable = self._progress.tracked()
-        return [r for r in self._buffer if r.source in readable]
+    def _write_retrying(self, batch: Batch, failed: TransientError) -> Written:
+        """``_write`` again, after ``failed``, with retries; each attempt writes only the
+        partitions still owned."""
 
-    def _dead_letter(self, verdicts: dict[int, Reading | Rejection]) -> None:
+        def deliver() -> bool:
+            batch.keep(self._progress.tracked())
+            return self._deliver_dead_letters(batch)
+
+        kafka = isinstance(failed, KafkaUnavailable)
+        delivered = self._retry("kafka", deliver, failed=failed if kafka else None)
+
+        def store() -> Written:
+            batch.keep(self._progress.tracked())
+            return self._store(batch, delivered)
+
+        return self._retry("postgres", store, failed=None if kafka else failed)
+
+    def _deliver_dead_letters(self, batch: Batch) -> bool:
         """Produce the batch's rejected messages and wait until Kafka has every one of them.
 
         A retry produces again only what was not delivered; the dead-letter topic
         is still at-least-once (a crash between delivery and the PostgreSQL commit
         sends them again), and each message names its source offset.
         """
-        sender = self._dead_letters
-        assert sender is not None
-
-        def rejected() -> list[tuple[Record, Rejection]]:
-            return [
-                (r, v) for r in self._owned_records() if isinstance(v := verdicts[id(r)], Rejection)
-            ]
-
-        self._retry(
-            "kafka",
-            lambda: sender.deliver(rejected(), on_wait=self._waiting_for_kafka),
-            on_success=self._kafka_ok,
-        )
+        assert self._dead_letters is not None
+        rejected = batch.rejections()
+        if rejected:
+            self._dead_letters.deliver(
+                [(to_record(m), r) for m, r in rejected], on_wait=self._waiting_for_kafka
+            )
+        return bool(rejected)
 
     def _waiting_for_kafka(self) -> None:
         """While the producer's queue is full: stay alive, and give up when stopping."""
@@ -324,59 +392,67 @@ class ConsumerApp:
         if self._stopping.is_set():
             raise KafkaUnavailable("stopping while the dead-letter queue is full")
 
-    def _store(
-        self, verdicts: dict[int, Reading | Rejection]
-    ) -> tuple[WriteResult, dict[Partition, int], int]:
+    def _store(self, batch: Batch, dead_lettered: bool) -> Written:
         """Write the batch's readings, its dead letters and its offsets in one transaction."""
+        columns = batch.columns()
+        offsets = batch.next_offsets()
+        rejected = [(to_record(m), r) for m, r in batch.rejections()]
+        sources = columns.sources
 
-        def attempt() -> tuple[WriteResult, dict[Partition, int], int]:
-            # Rows and offsets come from the same surviving records on every attempt.
-            records = self._owned_records()
-            sources: list[Record] = []
-            readings: list[Reading] = []
-            rejected: list[tuple[Record, Rejection]] = []
-            for record in records:
-                verdict = verdicts[id(record)]
-                if isinstance(verdict, Reading):
-                    sources.append(record)
-                    readings.append(verdict)
-                else:
-                    rejected.append((record, verdict))
-            offsets = next_offsets(records)
-
-            def dead_letter_conflicts(conflicts: list[Conflict]) -> None:
-                # Inside the open transaction: one attempt, and a Kafka failure rolls the
-                # whole batch back to be retried, so the topic stays at-least-once.
-                assert self._dead_letters is not None
-                self._dead_letters.deliver(
-                    [(sources[c.index], c.rejection) for c in conflicts],
-                    on_wait=self._waiting_for_kafka,
-                )
-
-            started = time.perf_counter()
-            result = self.store.write_batch(
-                self.settings.kafka_consumer_group,
-                readings,
-                offsets,
-                sources=sources,
-                rejected=rejected,
-                on_conflicts=dead_letter_conflicts,
+        def dead_letter_conflicts(conflicts: list[Conflict]) -> None:
+            # Inside the open transaction: one attempt, and a Kafka failure rolls the
+            # whole batch back to be retried, so the topic stays at-least-once.
+            assert self._dead_letters is not None
+            self._dead_letters.deliver(
+                [(to_record(sources[c.index]), c.rejection) for c in conflicts],
+                on_wait=self._waiting_for_kafka,
             )
-            self.metrics.db_write_seconds.observe(time.perf_counter() - started)
-            return result, offsets, len(records)
 
-        return self._retry("postgres", attempt, on_success=self._postgres_ok)
+        started = time.perf_counter()
+        result = self.store.write_rows(
+            self.settings.kafka_consumer_group,
+            pack_rows(columns.customer_ids, columns.micros, columns.heart_rates),
+            columns,
+            offsets,
+            rejected=rejected,
+            source=lambda i: to_record(sources[i]),
+            on_conflicts=dead_letter_conflicts,
+        )
+        self.metrics.db_write_seconds.observe(time.perf_counter() - started)
+        return Written(
+            result, offsets, batch.size, columns, dead_lettered or bool(result.conflicts)
+        )
 
-    def _record_success(self, size: int, result: WriteResult) -> None:
-        m = self.metrics
-        m.batch_size.observe(size)
-        m.stored.inc(len(result.stored))
+    def _committed(self, written: Written) -> None:
+        """After a batch's commit: Kafka's offsets, progress, and the batch's metrics."""
+        assert self._consumer is not None
+        assert self._dead_letters is not None
+        self._dead_letters.forget()
+        self._postgres_ok()
+        if written.dead_lettered:
+            self._kafka_ok()
+        tracked = self._progress.tracked()
+        self._consumer.commit({p: o for p, o in written.offsets.items() if p in tracked})
+        wall = time.time()
+        for p in self._progress.advance(written.offsets, time.monotonic()):
+            self.metrics.last_progress.labels(p.topic, str(p.partition)).set(wall)
+        self._record_success(written)
+
+    def _record_success(self, written: Written) -> None:
+        m, result = self.metrics, written.result
+        now = to_micros(datetime.now(UTC))
+        m.batch_size.observe(written.size)
+        m.stored.inc(result.stored)
         m.duplicates.inc(result.duplicates)
-        committed = datetime.now(UTC)
-        for row in result.stored:
-            m.event_to_stored_seconds.observe(max(0.0, (committed - row.ts).total_seconds()))
-            if row.anomaly is not None:
-                m.anomalies.labels(row.anomaly.value).inc()
+        m.anomalies.labels("low").inc(result.low)
+        m.anomalies.labels("high").inc(result.high)
+        if result.stored:
+            if result.stored_instants is None:
+                instants = sorted(written.columns.micros)
+            else:
+                instants = sorted(to_micros(ts) for ts in result.stored_instants)
+            counts, total = ages(instants, now, m.event_to_stored_seconds.bounds)
+            m.event_to_stored_seconds.observe_counts(counts, total)
         if result.duplicates:
             logger.debug("skipped %d duplicate readings", result.duplicates)
 
@@ -436,53 +512,32 @@ class ConsumerApp:
         self._stalled = stalled
 
     def _kafka_ok(self) -> None:
-        self._mark("kafka", True)
+        self._deps.mark("kafka", True)
 
     def _postgres_ok(self) -> None:
-        self._mark("postgres", True)
+        self._deps.mark("postgres", True)
 
     def _kafka_lost(self, detail: str) -> None:
-        self._mark("kafka", False, detail)
+        self._deps.mark("kafka", False, detail)
 
     def _mark(self, name: str, ok: bool, detail: str = "") -> None:
-        self.health.set(name, ok, detail)
-        if name != "progress":
-            self.metrics.dependency_up.labels(name).set(1 if ok else 0)
+        self._deps.mark(name, ok, detail)
 
     def _retry(
-        self,
-        dependency: str,
-        action: Callable[[], T],
-        *,
-        on_success: Callable[[], None],
+        self, dependency: str, action: Callable[[], T], *, failed: BaseException | None = None
     ) -> T:
-        """Run ``action`` until it succeeds, backing off on ``TransientError``.
+        """Run ``action`` until it succeeds (``Dependencies.retry``), serving Kafka meanwhile.
 
         Gives up (re-raising the last error) only when a stop was requested.
         While waiting, the partitions are paused and the consumer keeps polling,
         so rebalances are served and the group does not evict this member.
         """
-
-        def on_retry(error: BaseException, attempt: int, delay: float) -> None:
-            # A write can fail on Kafka too (dead-lettering its conflicts): name the culprit.
-            failed = "kafka" if isinstance(error, KafkaUnavailable) else dependency
-            self._mark(failed, False, str(error))
-            self.metrics.retries.labels(failed).inc()
-            logger.warning("%s unavailable (%s); retry %d in %.1fs", failed, error, attempt, delay)
-
         try:
-            result = retry_transient(
-                action,
-                initial=self.settings.retry_initial_seconds,
-                maximum=self.settings.retry_max_seconds,
-                stopping=self._stopping,
-                on_retry=on_retry,
-                sleep=self._wait_serving_kafka,
+            return self._deps.retry(
+                dependency, action, sleep=self._wait_serving_kafka, failed=failed
             )
         finally:
             self._release()
-        on_success()
-        return result
 
     def _wait_serving_kafka(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
@@ -493,14 +548,14 @@ class ConsumerApp:
             if remaining <= 0:
                 return
             if self._consumer is None:
-                time.sleep(min(remaining, 0.25))
+                time.sleep(min(remaining, WAIT_SLICE_SECONDS))
                 continue
             self._hold()
             # Held partitions return nothing; what was already fetched may still
-            # come, and waits in the overflow for the next batch.
-            records = self._consumer.poll_batch(100, min(remaining, 0.25))
-            readable = self._progress.tracked()
-            self._overflow.extend(r for r in records if r.source in readable)
+            # come, and joins the batch being collected.
+            messages = self._consumer.poll_messages(100, min(remaining, WAIT_SLICE_SECONDS))
+            if messages:
+                self._batch.add(messages, self._progress.tracked(), datetime.now(UTC))
 
     def _hold(self) -> None:
         """Pause every positioned partition while a dependency is retried."""

@@ -8,6 +8,11 @@ partitions are few; a customer id is never a label.
 
 from __future__ import annotations
 
+import threading
+import time
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterator, Sequence
+
 from prometheus_client import (
     GC_COLLECTOR,
     PLATFORM_COLLECTOR,
@@ -18,6 +23,8 @@ from prometheus_client import (
     Histogram,
     Info,
 )
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
 
 from heartbeat import __version__
 from heartbeat.validation import Anomaly, Reason
@@ -42,6 +49,78 @@ def register_build_info(registry: CollectorRegistry, component: str) -> None:
     Info("heartbeat_build", "Version of the running heartbeat process.", registry=registry).info(
         {"version": __version__, "component": component}
     )
+
+
+class BatchHistogram(Collector):
+    """A histogram observed a whole batch at a time: one call per batch, not per value.
+
+    It exposes the same series as ``prometheus_client.Histogram`` (``_bucket{le}``,
+    ``_count``, ``_sum``, ``_created``).
+    """
+
+    def __init__(
+        self, name: str, documentation: str, buckets: Sequence[float], registry: CollectorRegistry
+    ) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._bounds = tuple(float(b) for b in buckets)
+        self._counts = [0] * (len(self._bounds) + 1)  # per bucket, the last is +Inf
+        self._sum = 0.0
+        self._created = time.time()
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    @property
+    def bounds(self) -> tuple[float, ...]:
+        return self._bounds
+
+    def observe_counts(self, counts: Sequence[int], total: float) -> None:
+        """Add ``counts[i]`` values to bucket ``i`` (not cumulative, +Inf last) and ``total``."""
+        if len(counts) != len(self._counts):
+            raise ValueError(f"{len(counts)} counts for {len(self._counts)} buckets")
+        with self._lock:
+            for i, count in enumerate(counts):
+                self._counts[i] += count
+            self._sum += total
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        with self._lock:
+            counts, total = list(self._counts), self._sum
+        cumulative, buckets = 0, []
+        for bound, count in zip((*self._bounds, float("inf")), counts, strict=True):
+            cumulative += count
+            buckets.append((_le(bound), cumulative))
+        family = HistogramMetricFamily(
+            self._name,
+            self._documentation,
+            buckets=buckets,
+            sum_value=total,
+        )
+        family.add_sample(self._name + "_created", {}, self._created)
+        yield family
+
+
+def _le(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else repr(bound)
+
+
+def ages(
+    sorted_micros: Sequence[int], now_micros: int, bounds: Sequence[float]
+) -> tuple[list[int], float]:
+    """Histogram counts (per bucket, +Inf last) and sum, in seconds, of ``now - t`` for
+    each instant ``t`` (microseconds, sorted); an instant after ``now`` counts as 0."""
+    n = len(sorted_micros)
+    past = bisect_right(sorted_micros, now_micros)  # those at or before now
+    counts = []
+    below = 0
+    for bound in bounds:
+        # age <= bound  <=>  t >= now - bound; the future ones (age 0) are always in.
+        within = n - bisect_left(sorted_micros, now_micros - round(bound * 1_000_000))
+        counts.append(within - below)
+        below = within
+    counts.append(n - below)
+    total = (past * now_micros - sum(sorted_micros[:past])) / 1_000_000
+    return counts, total
 
 
 class _Common:
@@ -116,11 +195,11 @@ class ConsumerMetrics(_Common):
             buckets=DB_WRITE_BUCKETS,
             registry=registry,
         )
-        self.event_to_stored_seconds = Histogram(
+        self.event_to_stored_seconds = BatchHistogram(
             "heartbeat_event_to_stored_seconds",
             "From a reading's timestamp to its commit in PostgreSQL.",
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+            LATENCY_BUCKETS,
+            registry,
         )
         self.consumer_lag = Gauge(
             "heartbeat_consumer_lag",

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -43,8 +43,8 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from heartbeat import dead_letter_rows, reading_rows
 from heartbeat.dead_letter_rows import DeadLetter, Source, from_record
 from heartbeat.errors import DatabaseUnavailable, SchemaNotMigrated, SettingsError
-from heartbeat.kafka import Partition, Record
 from heartbeat.security_hints import postgres_hint, with_hint
+from heartbeat.types import Partition, Record
 from heartbeat.validation import Anomaly, Reading, Rejection, conflicting_reading
 
 logger = logging.getLogger(__name__)
@@ -117,10 +117,58 @@ class WriteResult:
 
 
 @dataclass(frozen=True, slots=True)
+class BatchResult:
+    """What one batch's transaction stored, in counts (``write_rows``)."""
+
+    staged: int
+    stored: int
+    low: int  # stored readings flagged low
+    high: int  # ... and high
+    duplicates: int  # exact duplicates only: same customer, instant and heart rate
+    conflicts: list[Conflict] = field(default_factory=list)
+    dead_letters: int = 0  # rows newly added to dead_letters (rejected and conflicts)
+    # The stored readings' instants, only when some staged ones were not stored;
+    # otherwise they are exactly the instants the caller staged.
+    stored_instants: list[datetime] | None = None
+
+
+class StagedReadings(Protocol):
+    """A batch's valid readings as the hot path holds them (``heartbeat.batch.Columns``)."""
+
+    def __len__(self) -> int: ...
+    def reading(self, index: int) -> Reading: ...
+
+
+@dataclass(frozen=True, slots=True)
 class DeadLetterCount:
     reason: str
     total: int
     redriven: int
+
+
+def _finish_batch(
+    cur: psycopg.Cursor[Any],
+    group: str,
+    letters: Sequence[DeadLetter],
+    offsets: Mapping[Partition, int],
+) -> int:
+    """A batch's dead letters and next offsets, in its transaction; dead letters added."""
+    added = 0
+    if letters:
+        cur.execute(dead_letter_rows.INSERT, dead_letter_rows.insert_params(group, letters))
+        added = cur.rowcount
+    if offsets:
+        items = sorted(offsets.items())
+        cur.execute(
+            UPSERT_OFFSETS,
+            {
+                "group": group,
+                "topics": [p.topic for p, _ in items],
+                "partitions": [p.partition for p, _ in items],
+                "offsets": [o for _, o in items],
+            },
+        )
+    return added
 
 
 def connect(
@@ -301,21 +349,7 @@ class Store:
             letters = [from_record(record, rejection, group) for record, rejection in rejected]
             if sources is not None:
                 letters += [from_record(sources[c.index], c.rejection, group) for c in conflicts]
-            added = 0
-            if letters:
-                cur.execute(dead_letter_rows.INSERT, dead_letter_rows.insert_params(group, letters))
-                added = cur.rowcount
-            if offsets:
-                items = sorted(offsets.items())
-                cur.execute(
-                    UPSERT_OFFSETS,
-                    {
-                        "group": group,
-                        "topics": [p.topic for p, _ in items],
-                        "partitions": [p.partition for p, _ in items],
-                        "offsets": [o for _, o in items],
-                    },
-                )
+            added = _finish_batch(cur, group, letters, offsets)
             if conflicts and on_conflicts is not None:
                 on_conflicts(conflicts)
         return WriteResult(
@@ -323,6 +357,60 @@ class Store:
             duplicates=len(readings) - len(stored) - len(conflicts),
             conflicts=conflicts,
             dead_letters=added,
+        )
+
+    def write_rows(
+        self,
+        group: str,
+        copy_data: bytes,
+        readings: StagedReadings,
+        offsets: Mapping[Partition, int],
+        *,
+        rejected: Sequence[tuple[Record, Rejection]] = (),
+        source: Callable[[int], Record] | None = None,
+        on_conflicts: Callable[[list[Conflict]], None] | None = None,
+    ) -> BatchResult:
+        """``write_batch`` for the consumer's hot path: the same transaction, other shapes.
+
+        ``copy_data`` is the readings' binary COPY (``reading_rows.pack_rows``); the
+        answer is counts from one aggregate row, not a row per reading. ``readings``
+        and ``source`` are asked only of a conflicting reading: its ``Reading`` and the
+        record it came from (kept in ``dead_letters`` too when ``source`` is given).
+        """
+        staged = len(readings)
+        with self._transaction() as conn, conn.cursor() as cur:
+            stored = low = high = 0
+            instants: list[datetime] | None = None
+            conflicts: list[Conflict] = []
+            if staged:
+                with cur.copy(reading_rows.COPY_STAGING) as copy:
+                    copy.write(copy_data)
+                cur.execute(reading_rows.MOVE_STAGED_COUNTED, {"staged": staged})
+                row = cur.fetchone()
+                assert row is not None
+                stored, low, high, instants = row
+                if stored < staged:
+                    cur.execute(reading_rows.FIND_CONFLICTS)
+                    for i, rate in cur.fetchall():
+                        reading = readings.reading(i)
+                        conflicts.append(
+                            Conflict(i, reading, rate, conflicting_reading(reading, rate))
+                        )
+            letters = [from_record(record, rejection, group) for record, rejection in rejected]
+            if source is not None:
+                letters += [from_record(source(c.index), c.rejection, group) for c in conflicts]
+            added = _finish_batch(cur, group, letters, offsets)
+            if conflicts and on_conflicts is not None:
+                on_conflicts(conflicts)
+        return BatchResult(
+            staged=staged,
+            stored=stored,
+            low=low,
+            high=high,
+            duplicates=staged - stored - len(conflicts),
+            conflicts=conflicts,
+            dead_letters=added,
+            stored_instants=instants,
         )
 
     def count_stale_customers(self, stale_after: float, lookback: float = 3600.0) -> int:

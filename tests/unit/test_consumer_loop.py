@@ -1,0 +1,202 @@
+"""The consumer's loop, one step at a time, against in-memory stand-ins for Kafka and PostgreSQL."""
+
+import threading
+from datetime import UTC, datetime
+
+from heartbeat.consumer import ConsumerApp
+from heartbeat.errors import DatabaseUnavailable
+from heartbeat.metrics import ConsumerMetrics, new_registry
+from heartbeat.server import Health
+from heartbeat.settings import Settings
+from heartbeat.types import Partition
+from heartbeat.validation import from_micros
+from tests.unit.test_batch import FakeMessage as _Message
+from tests.unit.test_batch import payload
+
+TOPIC = "heartbeats"
+P0, P1 = Partition(TOPIC, 0), Partition(TOPIC, 1)
+
+
+class FakeMessage(_Message):
+    """A message as the dead-letter paths read it too."""
+
+    def key(self) -> bytes:
+        return b"k"
+
+    def timestamp(self) -> tuple[int, int]:
+        return (0, 0)
+
+    def headers(self) -> None:
+        return None
+
+
+class FakeConsumer:
+    def __init__(self) -> None:
+        self.queue: list[FakeMessage] = []
+        self.commits: list[dict[Partition, int]] = []
+        self.seeks: dict[Partition, int | None] = {}
+        self.paused: set[Partition] = set()
+
+    def poll_messages(self, max_messages: int, timeout: float) -> list[FakeMessage]:
+        ready = [m for m in self.queue if Partition(TOPIC, m.partition()) not in self.paused]
+        taken = ready[:max_messages]
+        self.queue = [m for m in self.queue if m not in taken]
+        return taken
+
+    def seek(self, partition: Partition, offset: int | None) -> None:
+        self.seeks[partition] = offset
+
+    def resume(self, partitions) -> None:
+        self.paused -= set(partitions)
+
+    def pause(self, partitions) -> None:
+        self.paused |= set(partitions)
+
+    def commit(self, offsets) -> None:
+        if offsets:
+            self.commits.append(dict(offsets))
+
+    def ping(self, timeout: float) -> None:
+        pass
+
+
+class FakeStore:
+    def __init__(self) -> None:
+        self.offsets: dict[Partition, int] = {}
+        self.rows: list[tuple[int, datetime, int]] = []
+        self.failures = 0  # writes to fail before one succeeds
+        self.gate: threading.Event | None = None  # set: the write may finish
+
+    def load_offsets(self, group, topics):
+        return dict(self.offsets)
+
+    def write_rows(self, group, copy_data, readings, offsets, *, rejected, source, on_conflicts):
+        from heartbeat.store import BatchResult
+
+        if self.gate is not None:
+            self.gate.wait(10)
+        if self.failures:
+            self.failures -= 1
+            raise DatabaseUnavailable("connection refused")
+        self.rows += [
+            (readings.customer_ids[i], from_micros(readings.micros[i]), readings.heart_rates[i])
+            for i in range(len(readings))
+        ]
+        for p, o in offsets.items():
+            self.offsets[p] = max(o, self.offsets.get(p, 0))
+        return BatchResult(len(readings), len(readings), 0, 0, 0, dead_letters=len(rejected))
+
+    def count_stale_customers(self, stale_after):
+        return 0
+
+    def ping(self):
+        pass
+
+
+class FakeSender:
+    def __init__(self) -> None:
+        self.delivered: list[tuple[int, str]] = []
+
+    def deliver(self, pairs, on_wait=None):
+        self.delivered += [(record.offset, rejection.reason.value) for record, rejection in pairs]
+
+    def forget(self):
+        pass
+
+
+def make_app():
+    settings = Settings(
+        _env_file=None,
+        kafka_topic=TOPIC,
+        consumer_batch_max_messages=100,
+        consumer_batch_max_wait_seconds=0.01,
+        retry_initial_seconds=0.01,
+        retry_max_seconds=0.02,
+    )
+    registry = new_registry(process_collectors=False)
+    store, consumer, sender = FakeStore(), FakeConsumer(), FakeSender()
+    app = ConsumerApp(
+        settings, store=store, metrics=ConsumerMetrics(registry), health=Health(("kafka",), 60)
+    )
+    app.attach(consumer, sender)  # type: ignore[arg-type]
+    return app, store, consumer, sender, registry
+
+
+def readings(partition: int, first: int, count: int) -> list[FakeMessage]:
+    return [
+        FakeMessage(partition, first + i, payload(customer_id=first + i + 1), TOPIC)
+        for i in range(count)
+    ]
+
+
+def test_a_step_positions_new_partitions_and_the_next_writes_their_batch():
+    app, store, consumer, sender, registry = make_app()
+    store.offsets = {P0: 3}
+    app._on_assign([P0, P1])
+    consumer.queue = [*readings(0, 3, 2), FakeMessage(0, 5, b"{bad", TOPIC), *readings(1, 0, 1)]
+    app.step()  # positions, collects, hands the batch to the writer
+    assert consumer.seeks == {P0: 3, P1: None}
+    app.step()  # settles it
+    assert store.offsets == {P0: 6, P1: 1}
+    assert consumer.commits == [{P0: 6, P1: 1}]
+    assert sorted(cid for cid, _, _ in store.rows) == [1, 4, 5]
+    assert sender.delivered == [(5, "invalid_json")]
+    assert registry.get_sample_value("heartbeat_stored_total") == 3
+    assert registry.get_sample_value("heartbeat_consumed_total") == 4
+    assert registry.get_sample_value("heartbeat_event_to_stored_seconds_count") == 3
+
+
+def test_a_write_that_fails_is_retried_and_nothing_is_skipped():
+    app, store, consumer, _, registry = make_app()
+    app._on_assign([P0])
+    consumer.queue = readings(0, 0, 5)
+    store.failures = 2
+    app.step()
+    app.step()
+    assert store.offsets == {P0: 5}
+    assert len(store.rows) == 5
+    retries = registry.get_sample_value(
+        "heartbeat_dependency_retries_total", {"dependency": "postgres"}
+    )
+    assert retries == 2
+
+
+def test_a_partition_revoked_during_a_write_leaves_the_next_batch_and_is_not_committed_to_kafka():
+    app, store, consumer, _, _ = make_app()
+    app._on_assign([P0, P1])
+    consumer.queue = [*readings(0, 0, 2), *readings(1, 0, 2)]
+    store.gate = threading.Event()
+    app.step()  # batch 1 in flight, held at the gate
+    # batch 2, collected meanwhile
+    app._batch.add([*readings(0, 2, 1), *readings(1, 2, 1)], app._progress.tracked(), now_utc())
+    app._on_revoke([P1], False)
+    store.gate.set()
+    app.step()  # batch 1 commits, whole; batch 2 goes without P1
+    app.step()
+    assert consumer.commits == [{P0: 2}, {P0: 3}]
+    assert store.offsets == {P0: 3, P1: 2}, "the write in flight committed whole"
+    assert sorted(cid for cid, _, _ in store.rows) == [1, 1, 2, 2, 3]
+
+
+def test_the_batches_commit_in_order_one_at_a_time():
+    app, store, consumer, _, _ = make_app()
+    app._on_assign([P0])
+    app.step()
+    seen: list[int] = []
+    original = store.write_rows
+
+    def recording(group, copy_data, readings, offsets, **kwargs):
+        seen.append(offsets[P0])
+        return original(group, copy_data, readings, offsets, **kwargs)
+
+    store.write_rows = recording  # type: ignore[method-assign]
+    for first in range(0, 300, 100):
+        consumer.queue = readings(0, first, 100)
+        app.step()
+    app.step()
+    assert seen == [100, 200, 300]
+    assert now_utc() >= max(ts for _, ts, _ in store.rows)
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
