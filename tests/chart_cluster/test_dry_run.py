@@ -15,6 +15,7 @@ projects, and the version a user runs is not ours to pin.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -77,6 +78,34 @@ def test_every_rendered_manifest_passes_the_api_servers_own_validation(
     for manifest in admitted:
         # Namespaced objects landed in the test's namespace; cluster-scoped ones have none.
         assert manifest["metadata"].get("namespace") in (namespace, None), ident(manifest)
+
+
+@pytest.mark.usefixtures("third_party_crds")
+@pytest.mark.parametrize("scenario", CI_VALUES, ids=scenario_id)
+def test_every_pod_the_chart_renders_meets_the_restricted_pod_security_standard(
+    kube: Kube, namespace: str, scenario: Path
+) -> None:
+    # The API server's own PodSecurity admission judges the pods: it refuses a Pod that
+    # breaks the restricted standard and warns about a workload whose pods would.
+    kube.kubectl(
+        "label",
+        "namespace",
+        namespace,
+        "pod-security.kubernetes.io/enforce=restricted",
+        "pod-security.kubernetes.io/warn=restricted",
+    )
+    manifests = render(kube, namespace, scenario)
+    kube.apply_crds(of_kind(manifests, "CustomResourceDefinition"))
+    rest = [m for m in manifests if m["kind"] != "CustomResourceDefinition"]
+    kube.apply(of_kind(rest, "ServiceAccount"), "-n", namespace)
+    listing = {"apiVersion": "v1", "kind": "List", "items": rest}
+
+    done = kube.kubectl(
+        "apply", "-n", namespace, "--dry-run=server", "-f", "-", stdin=json.dumps(listing)
+    )
+
+    assert "PodSecurity" not in done.stderr, done.stderr
+    assert "pod/" in done.stdout, "the helm test pod itself went through admission"
 
 
 @pytest.mark.usefixtures("third_party_crds")
