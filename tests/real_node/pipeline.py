@@ -78,16 +78,26 @@ class Pipeline:
 
     def pods(self, selector: str) -> list[str]:
         """Names of the pods matching `selector` that are not being deleted."""
-        items = json.loads(self.run("get", "pods", "-l", selector, "-o", "json"))["items"]
-        return sorted(
-            p["metadata"]["name"] for p in items if not p["metadata"].get("deletionTimestamp")
-        )
+        return sorted(self._pods(selector))
 
-    def ready(self, pods: list[str]) -> bool:
-        if not pods:
-            return False
-        path = "jsonpath={range .items[*]}{.status.conditions[?(@.type=='Ready')].status} {end}"
-        return self.run("get", "pods", *pods, "-o", path).split() == ["True"] * len(pods)
+    def ready(self, selector: str, count: int) -> list[str]:
+        """The pods matching `selector` if there are `count` of them, all Ready; else []."""
+        pods = self._pods(selector)
+        ready = [
+            name
+            for name, pod in pods.items()
+            if any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in pod.get("status", {}).get("conditions", [])
+            )
+        ]
+        return sorted(ready) if len(pods) == count and len(ready) == count else []
+
+    def _pods(self, selector: str) -> dict[str, Any]:
+        items = json.loads(self.run("get", "pods", "-l", selector, "-o", "json"))["items"]
+        return {
+            p["metadata"]["name"]: p for p in items if not p["metadata"].get("deletionTimestamp")
+        }
 
     def endpoints(self, service: str) -> list[str]:
         """`IP:port` of every ready pod behind `service`, from its EndpointSlices."""
