@@ -346,6 +346,11 @@ def test_a_crash_looping_generator_pod_shows_in_the_ready_condition_naming_it(
     assert condition(kube, "flaky", "Ready")["reason"] == "AllReplicasReady"
     crash_events = [e for e in events(kube, "flaky") if e[1] == "GeneratorCrashLooping"]
     assert len(crash_events) == 1, "reported once, not on every resync"
+    posted = kube.items(
+        "events",
+        "--field-selector=involvedObject.kind=HeartbeatSimulation,involvedObject.name=flaky",
+    )
+    assert {e["reportingComponent"] for e in posted} == {"heartbeat-operator"}
 
 
 def test_an_operator_killed_mid_way_converges_when_it_comes_back(
