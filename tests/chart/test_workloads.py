@@ -203,3 +203,18 @@ def test_operator_runs_alone_and_never_overlaps_its_successor(defaults: Any) -> 
     assert operator["spec"]["replicas"] == 1
     assert operator["spec"]["strategy"] == {"type": "Recreate"}
     assert container(operator, "operator")["args"] == ["operator"]
+
+
+def test_the_generators_rates_reach_the_producer(helm: Helm) -> None:
+    manifests = helm.render(
+        CHART,
+        sets={
+            "producer.anomalyRate": 0.1,
+            "producer.invalidRate": 0,
+            "producer.spikeProbability": 0.2,
+        },
+    )
+    env = env_of(container(named(manifests, "Deployment", f"{RELEASE}-producer"), "producer"))
+    assert env["PRODUCER_ANOMALY_RATE"] == "0.1"
+    assert env["PRODUCER_INVALID_RATE"] == "0"
+    assert env["PRODUCER_SPIKE_PROBABILITY"] == "0.2"
