@@ -98,3 +98,21 @@ def test_generator_pods_get_the_security_context_and_probes_of_the_charts_pods(
     if producer is not None:
         assert pod["automountServiceAccountToken"] is False
         assert producer["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+
+
+def test_the_charts_network_policy_for_generators_selects_the_operators_pods(helm: Helm) -> None:
+    manifests = helm.render(
+        CHART, [CHART / "ci" / "default-values.yaml"], sets={"networkPolicy.enabled": True}
+    )
+    operator = deployment(manifests, "operator")
+    assert operator is not None
+    labels = generators_of(operator)["spec"]["template"]["metadata"]["labels"]
+    policies = [m for m in manifests if m["kind"] == "NetworkPolicy"]
+    selecting = [
+        p["metadata"]["name"]
+        for p in policies
+        if p["spec"]["podSelector"].get("matchLabels")
+        and p["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+    ]
+    assert len(selecting) == 1, (selecting, [p["metadata"]["name"] for p in policies])
+    assert "generator" in selecting[0]
