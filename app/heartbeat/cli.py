@@ -53,6 +53,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # How each error that reaches the command line is reported: its exit code, and what went
 # wrong, before the error's own message. Every class of heartbeat.errors has its own entry.
 REPORTS: dict[type[HeartbeatError], tuple[int, str]] = {
+    HeartbeatError: (EXIT_FAILED, ""),
     SettingsError: (EXIT_USAGE, ""),
     UsageError: (EXIT_USAGE, ""),
     TransientError: (EXIT_FAILED, ""),
@@ -325,8 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _report(exc: HeartbeatError) -> int:
     """One line for ``exc``: what went wrong and its message; the exit code for it."""
-    kind = next(k for k in type(exc).__mro__ if k in REPORTS)
-    code, what = REPORTS[kind]
+    code, what = next(REPORTS[k] for k in type(exc).__mro__ if k in REPORTS)
     logger.error("%s%s", what, exc)
     return code
 

@@ -53,6 +53,20 @@ def clean_env(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # no stray .env
 
 
+def test_an_error_class_without_a_report_of_its_own_is_still_one_line_exit_1(monkeypatch, capsys):
+    class Unforeseen(HeartbeatError):
+        pass
+
+    def fail(*_: object) -> int:
+        raise Unforeseen("something new")
+
+    monkeypatch.setattr(cli, "_show_settings", fail)
+    assert cli.main(["settings"]) == 1
+    err = capsys.readouterr().err
+    assert "something new" in err
+    assert "Traceback" not in err
+
+
 def test_the_tree_holds_the_named_causes_of_a_fatal_error():
     fatal = {kind.__name__ for kind in TREE if issubclass(kind, errors.FatalError)}
     assert {
