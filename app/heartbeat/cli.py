@@ -139,7 +139,8 @@ def _parser() -> argparse.ArgumentParser:
         type=_positive(float),
         default=3600.0,
         help="seconds of readings counted, ending now; longer than an hour "
-        "reads the per-minute rollups, in whole minutes",
+        "reads the rollups (per minute, and per hour from the first whole one), in whole "
+        "minutes",
     )
     stats.add_argument("--limit", type=_positive(int), default=50, help="most customers listed")
     stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
