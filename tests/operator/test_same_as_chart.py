@@ -116,3 +116,44 @@ def test_the_charts_network_policy_for_generators_selects_the_operators_pods(hel
     ]
     assert len(selecting) == 1, (selecting, [p["metadata"]["name"] for p in policies])
     assert "generator" in selecting[0]
+
+
+def kafka_env(container: Manifest) -> dict[str, Any]:
+    return {
+        e["name"]: e.get("value", e.get("valueFrom"))
+        for e in container["env"]
+        if e["name"].startswith(("KAFKA_SECURITY", "KAFKA_SASL", "KAFKA_SSL"))
+    }
+
+
+@pytest.mark.parametrize("values", CI_VALUES, ids=[scenario_id(p) for p in CI_VALUES])
+def test_generator_pods_reach_kafka_with_the_charts_credentials_and_files(
+    helm: Helm, values: Path
+) -> None:
+    """The generators get the chart's consumer's Kafka security settings, the password from
+    the same Secret key, and the TLS files from the same Secret at the paths the settings
+    name."""
+    manifests = helm.render(CHART, [values])
+    operator, consumer = deployment(manifests, "operator"), deployment(manifests, "consume")
+    if operator is None or consumer is None:
+        pytest.skip(f"{values.name} does not deploy the operator and the consumer")
+    pod = generators_of(operator)["spec"]["template"]["spec"]
+    (generator,) = pod["containers"]
+    chart_pod = consumer["spec"]["template"]["spec"]
+    (chart_container,) = chart_pod["containers"]
+
+    assert kafka_env(generator) == kafka_env(chart_container)
+    locations = [v for k, v in kafka_env(generator).items() if k.endswith("_LOCATION")]
+    if not locations:
+        return
+    (chart_volume,) = [v for v in chart_pod["volumes"] if v["name"] == "kafka-tls"]
+    (source,) = chart_volume["projected"]["sources"]  # the chart refuses more with the operator
+    files = {item["path"] for item in source["secret"]["items"]}
+    assert all(item["key"] == item["path"] for item in source["secret"]["items"])
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "kafka-tls"]
+    assert volume["secret"]["secretName"] == source["secret"]["name"]
+    (mounted,) = [m for m in generator["volumeMounts"] if m["name"] == "kafka-tls"]
+    for location in locations:
+        folder, name = str(location).rsplit("/", 1)
+        assert folder == mounted["mountPath"], location
+        assert name in files, location
