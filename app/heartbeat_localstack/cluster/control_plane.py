@@ -74,8 +74,15 @@ def _processes(layout: Layout) -> dict[str, DetachedProcess]:
 
 def status(state_dir: Path) -> dict[str, int | None]:
     """The pid of each component, None for those not running."""
+    from . import node
+    from .build import node_binaries
+
     layout = Layout(state_dir.resolve() / "cluster")
-    return {name: proc.pid() for name, proc in _processes(layout).items()}
+    running = {name: proc.pid() for name, proc in _processes(layout).items()}
+    real = node.status(layout, node_binaries())
+    if real:
+        running.pop("kwok")  # a cluster with a real node has no fake ones
+    return {**running, **real}
 
 
 def server(state_dir: Path) -> str | None:

@@ -159,6 +159,14 @@ def up(
     progress(f"node {NODE_NAME} ({node_ip}) runs pods; cluster DNS at {CLUSTER_DNS}")
 
 
+def status(cluster: Layout, target: NodeBinaries) -> dict[str, int | None]:
+    """The pid of each node component, None for those not running; empty without a node."""
+    layout = node_layout(cluster, target.containerd_root)
+    if not layout.state.exists():
+        return {}
+    return {name: proc.pid() for name, proc in _processes(layout).items()}
+
+
 def runs(cluster: Layout, target: NodeBinaries) -> bool:
     """Whether every component of the node under `cluster` runs."""
     procs = _processes(node_layout(cluster, target.containerd_root))
