@@ -308,7 +308,9 @@ class KafkaProducer:
 
     ``max_batch_bytes`` bounds the record batches it builds (librdkafka's
     ``batch.size``): a topic whose limit is below the client's must never receive
-    a batch of several messages larger than it accepts.
+    a batch of several messages larger than it accepts. With ``on_acknowledged``, a
+    message the broker acknowledged is reported by calling it, with no report made
+    (the producer's hot path); failures still go to ``on_delivery``.
     """
 
     def __init__(
@@ -317,6 +319,7 @@ class KafkaProducer:
         *,
         on_delivery: Callable[[DeliveryReport], None],
         on_unreachable: Callable[[str], None] | None = None,
+        on_acknowledged: Callable[[], None] | None = None,
         max_batch_bytes: int | None = None,
         extra: Mapping[str, Any] | None = None,
     ) -> None:
@@ -332,10 +335,14 @@ class KafkaProducer:
         config.update(extra or {})
         self._producer = Producer(config)
         self._on_delivery = on_delivery
+        self._on_acknowledged = on_acknowledged
         # The largest message this client sends; a larger one raises MessageRefused.
         self.max_message_bytes = int(config.get("message.max.bytes", DEFAULT_MAX_MESSAGE_BYTES))
 
     def _report(self, error: KafkaError | None, message: Message) -> None:
+        if error is None and self._on_acknowledged is not None:
+            self._on_acknowledged()
+            return
         self._on_delivery(_delivery_report(error, message))
 
     @staticmethod
@@ -365,19 +372,19 @@ class KafkaProducer:
         callback = self._report if on_delivery is None else self._reporter(on_delivery)
         while True:
             try:
-                self._producer.produce(
-                    topic, value=value, key=key, headers=list(headers or []), on_delivery=callback
-                )
+                if headers:
+                    self._producer.produce(
+                        topic, value=value, key=key, headers=list(headers), on_delivery=callback
+                    )
+                else:
+                    self._producer.produce(topic, value, key, on_delivery=callback)
                 return
             except BufferError:
                 self._producer.poll(0.1)
                 if on_wait is not None:
                     on_wait()
             except KafkaException as exc:
-                error = exc.args[0]
-                if error.code() in REFUSALS:
-                    raise MessageRefused(f"cannot produce to {topic}: {error.str()}") from exc
-                raise KafkaUnavailable(f"cannot produce to {topic}: {exc}") from exc
+                raise _produce_error(topic, exc) from exc
 
     def purge(self) -> None:
         """Drop what is still queued; their delivery reports say so on the next poll."""
@@ -393,6 +400,13 @@ class KafkaProducer:
 
     def __len__(self) -> int:
         return len(self._producer)
+
+
+def _produce_error(topic: str, exc: KafkaException) -> MessageRefused | KafkaUnavailable:
+    error = exc.args[0]
+    if error.code() in REFUSALS:
+        return MessageRefused(f"cannot produce to {topic}: {error.str()}")
+    return KafkaUnavailable(f"cannot produce to {topic}: {exc}")
 
 
 # What librdkafka may hold of fetched, not yet consumed messages. Its defaults (64 MiB of

@@ -15,11 +15,11 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from heartbeat.dependencies import Dependencies
 from heartbeat.errors import KafkaUnavailable, MessageRefused, SettingsError, TransientError
-from heartbeat.generator import ReadingGenerator, customer_slice
+from heartbeat.generator import GeneratedReading, ReadingGenerator, customer_slice
 from heartbeat.kafka import DeliveryReport, KafkaProducer, ensure_topics
 from heartbeat.metrics import ProducerMetrics
-from heartbeat.retry import retry_transient
 from heartbeat.server import Health
 from heartbeat.settings import Settings
 
@@ -28,6 +28,33 @@ logger = logging.getLogger(__name__)
 # Below Kubernetes' default 30 s grace period, so the flush finishes before a SIGKILL.
 FLUSH_TIMEOUT_SECONDS = 20.0
 LOG_EVERY_SECONDS = 30.0
+# Acknowledgements are counted into the metrics once per this many readings sent.
+COUNT_EVERY = 1024
+
+
+class Payloads:
+    """Each reading's key and value, byte for byte what ``GeneratedReading.key`` and
+    ``to_json`` make, without ``json.dumps``: the readings of a round share one
+    timestamp, formatted once, and a customer's key is made once."""
+
+    def __init__(self) -> None:
+        self._at: object = None
+        self._stamp = b""
+        self._keys: dict[int, bytes] = {}
+
+    def __call__(self, reading: GeneratedReading) -> tuple[bytes, bytes]:
+        if reading.timestamp is not self._at:
+            self._at = reading.timestamp
+            self._stamp = reading.timestamp.isoformat(timespec="microseconds").encode()
+        key = self._keys.get(reading.customer_id)
+        if key is None:
+            key = self._keys[reading.customer_id] = reading.key()
+        value = b'{"customer_id":%d,"timestamp":"%s","heart_rate":%d}' % (
+            reading.customer_id,
+            self._stamp,
+            reading.heart_rate,
+        )
+        return key, value
 
 
 def shard_index(settings: Settings, hostname: str | None = None) -> int:
@@ -62,8 +89,11 @@ class ProducerApp:
         self._stopping = threading.Event()
         self.delivered = 0
         self.failed = 0
+        self._acks = 0  # acknowledgements from the broker
+        self._taken = 0  # ... of which counted in ``delivered``
         self._kafka_ready = False
         self._first_error: str | None = None
+        self._deps = Dependencies(settings, health, metrics, self._stopping)
 
     def request_stop(self, *_: object) -> None:
         if not self._stopping.is_set():
@@ -72,12 +102,24 @@ class ProducerApp:
 
     def _on_delivery(self, report: DeliveryReport) -> None:
         if report.error is None:
-            self.delivered += 1
-            self.metrics.produced.inc()
-            if not self._kafka_ready:
-                self._mark_kafka(True)  # a fresh acknowledgement: Kafka is back
+            self._acknowledged(1)
             return
         self._count_failure(report.error)
+
+    def _acknowledged(self, count: int) -> None:
+        if count:
+            self.delivered += count
+            self.metrics.produced.inc(count)
+            if not self._kafka_ready:
+                self._mark_kafka(True)  # a fresh acknowledgement: Kafka is back
+
+    def _acknowledge_one(self) -> None:
+        self._acks += 1  # counted into ``delivered`` and the metrics now and then
+
+    def _count_acknowledged(self) -> None:
+        """Take in the acknowledgements counted since the last time."""
+        self._acknowledged(self._acks - self._taken)
+        self._taken = self._acks
 
     def _count_failure(self, error: str) -> None:
         """A reading that will not be stored: counted, the first one logged, exit 1 at the end."""
@@ -89,26 +131,16 @@ class ProducerApp:
 
     def _mark_kafka(self, ok: bool, detail: str = "") -> None:
         self._kafka_ready = ok
-        self.health.set("kafka", ok, detail)
-        self.metrics.dependency_up.labels("kafka").set(1 if ok else 0)
+        self._deps.mark("kafka", ok, detail)
 
     def _ensure_topic(self) -> bool:
-        def on_retry(error: BaseException, attempt: int, delay: float) -> None:
-            self._mark_kafka(False, str(error))
-            self.metrics.retries.labels("kafka").inc()
-            logger.warning("kafka unavailable (%s); retry %d in %.1fs", error, attempt, delay)
-
         try:
-            retry_transient(
-                lambda: ensure_topics(self.settings, [self.settings.kafka_topic]),
-                initial=self.settings.retry_initial_seconds,
-                maximum=self.settings.retry_max_seconds,
-                stopping=self._stopping,
-                on_retry=on_retry,
+            self._deps.retry(
+                "kafka", lambda: ensure_topics(self.settings, [self.settings.kafka_topic])
             )
         except TransientError:
             return False  # stopped before Kafka answered
-        self._mark_kafka(True)
+        self._kafka_ready = True
         return True
 
     def _waiting(self) -> None:
@@ -136,6 +168,7 @@ class ProducerApp:
             s,
             on_delivery=self._on_delivery,
             on_unreachable=lambda detail: self._mark_kafka(False, detail),
+            on_acknowledged=self._acknowledge_one,
             extra=self._kafka_extra,
         )
         interval = 1.0 / s.producer_rate if s.producer_rate > 0 else 0.0
@@ -150,10 +183,11 @@ class ProducerApp:
         sent = 0
         started = next_at = time.monotonic()
         last_log = started
+        payloads = Payloads()
+        topic, limit = s.kafka_topic, s.producer_count
+        tick = self.health.tick
         for reading in generator.rounds():
-            if self._stopping.is_set() or (
-                s.producer_count is not None and sent >= s.producer_count
-            ):
+            if self._stopping.is_set() or (limit is not None and sent >= limit):
                 break
             if interval:
                 next_at += interval
@@ -161,10 +195,9 @@ class ProducerApp:
                 if pause > 0:
                     producer.poll(0)
                     self._stopping.wait(pause)
+            key, value = payloads(reading)
             try:
-                producer.produce(
-                    s.kafka_topic, reading.key(), reading.to_json(), on_wait=self._waiting
-                )
+                producer.produce(topic, key, value, on_wait=self._waiting)
             except KafkaUnavailable:
                 if not self._stopping.is_set():
                     raise
@@ -174,12 +207,17 @@ class ProducerApp:
                 self._count_failure(str(exc))
             sent += 1
             producer.poll(0)
-            self.health.tick()
-            if time.monotonic() - last_log >= LOG_EVERY_SECONDS:
-                last_log = time.monotonic()
-                logger.info("sent %d, delivered %d, failed %d", sent, self.delivered, self.failed)
+            tick()
+            if interval or sent % COUNT_EVERY == 0:
+                self._count_acknowledged()
+                if time.monotonic() - last_log >= LOG_EVERY_SECONDS:
+                    last_log = time.monotonic()
+                    logger.info(
+                        "sent %d, delivered %d, failed %d", sent, self.delivered, self.failed
+                    )
 
         remaining = producer.flush(FLUSH_TIMEOUT_SECONDS)
+        self._count_acknowledged()
         elapsed = time.monotonic() - started
         logger.info(
             "sent %d messages in %.1fs; delivered %d, failed %d, undelivered %d",
