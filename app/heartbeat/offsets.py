@@ -122,7 +122,7 @@ def reset(
     if state.members:
         noun = "member" if state.members == 1 else "members"
         raise GroupActive(
-            f"consumer group {group} has {state.members} active {noun}; "
+            f"{group} has {state.members} active {noun}; "
             "stop its consumers before resetting its offsets"
         )
     partitions = admin.partitions(topic)
