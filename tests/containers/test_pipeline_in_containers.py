@@ -15,7 +15,8 @@ import pytest
 from heartbeat.validation import VALID_MAX_BPM, VALID_MIN_BPM
 from tests.containers.apps import AppContainer, AppNetwork
 from tests.containers.conftest import REPORT
-from tests.integration.pipeline import http_get, wait_for
+from tests.integration.pipeline import http_get
+from tests.support.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

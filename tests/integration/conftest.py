@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import psycopg
 import pytest
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from heartbeat.kafka import ensure_topics
 from heartbeat.settings import Settings
@@ -15,6 +16,19 @@ def database(postgres_service):
     """A new, migrated database on the shared server; dropped afterwards."""
     name = unique("hb").replace("-", "_")
     yield create_database(postgres_service.conninfo, name)
+    drop_database(postgres_service.conninfo, name)
+
+
+@pytest.fixture
+def empty_database(postgres_service, monkeypatch, tmp_path):
+    """A new database with no migration applied, named by ``DATABASE_URL``; dropped afterwards."""
+    monkeypatch.chdir(tmp_path)  # keep a developer's .env out of the tests
+    name = unique("empty").replace("-", "_")
+    with psycopg.connect(postgres_service.conninfo, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    conninfo = make_conninfo(postgres_service.conninfo, dbname=name)
+    monkeypatch.setenv("DATABASE_URL", conninfo)
+    yield conninfo
     drop_database(postgres_service.conninfo, name)
 
 
@@ -51,3 +65,11 @@ def pipeline(kafka_service, database, monkeypatch, tmp_path):
         "PGDATABASE": str(params.get("dbname", "")),
     }
     return Pipeline(settings=settings, conninfo=database, env=env)
+
+
+@pytest.fixture
+def world(pipeline, monkeypatch, logging_as_it_was):
+    """The pipeline with its settings in the environment, for tests that run `main`."""
+    for name, value in pipeline.env.items():
+        monkeypatch.setenv(name, value)
+    return pipeline

@@ -11,29 +11,16 @@ import time
 
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
 
 from heartbeat.cli import main
 from heartbeat.kafka import ensure_topics, read_topic
 from heartbeat.metrics import ProducerMetrics, new_registry
 from heartbeat.producer import ProducerApp
 from heartbeat.server import Health
-from tests.integration.pipeline import ROOT, fixed_readings, unique, valid_keys, wait_for
+from tests.integration.pipeline import ROOT, fixed_readings, valid_keys
+from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def empty_database(postgres_service, monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)
-    name = unique("mig").replace("-", "_")
-    with psycopg.connect(postgres_service.conninfo, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    conninfo = make_conninfo(postgres_service.conninfo, dbname=name)
-    monkeypatch.setenv("DATABASE_URL", conninfo)
-    yield conninfo
-    with psycopg.connect(postgres_service.conninfo, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def tables(conninfo: str) -> set[str]:

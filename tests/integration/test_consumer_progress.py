@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.pipeline import fixed_readings, valid_keys, wait_for
+from tests.integration.pipeline import fixed_readings, valid_keys
+from tests.support.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

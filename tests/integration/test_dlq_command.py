@@ -15,21 +15,10 @@ from heartbeat.consumer import next_offsets
 from heartbeat.kafka import Record
 from heartbeat.store import Store
 from heartbeat.validation import Reading, Rejection, judge
-from tests.integration.pipeline import Pipeline, unique, wait_for
+from tests.integration.pipeline import Pipeline, unique
+from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def world(pipeline, monkeypatch):
-    for name, value in pipeline.env.items():
-        monkeypatch.setenv(name, value)
-    # main() points logging at the stderr of the moment, which capsys closes after the test.
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield pipeline
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def consume_as_a_consumer_would(pipeline: Pipeline, records: list[Record], now: datetime) -> None:

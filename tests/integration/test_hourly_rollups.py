@@ -6,7 +6,6 @@ as the readings themselves.
 
 from __future__ import annotations
 
-import logging
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -19,7 +18,7 @@ from heartbeat.store import Store
 from heartbeat.validation import Reading, classify
 from tests.monitoring.queries import dashboards, expand_sql, panel_queries
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("logging_as_it_was")]
 
 GROUP = "group-h"
 ORIGIN = "TIMESTAMPTZ '2000-01-01 00:00:00+00'"
@@ -79,18 +78,6 @@ def readings(customers: range, start: datetime, end: datetime, step: int) -> lis
 @pytest.fixture(autouse=True)
 def _no_dotenv(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
-
-
-@pytest.fixture(autouse=True)
-def _logging_as_it_was():
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in handlers:
-        root.addHandler(handler)
-    root.setLevel(level)
 
 
 @pytest.fixture

@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import json
-import logging
 
 import pytest
 
 from heartbeat.cli import main
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def world(pipeline, monkeypatch):
-    for name, value in pipeline.env.items():
-        monkeypatch.setenv(name, value)
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield pipeline
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def json_of(capsys, *argv: str) -> object:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -12,21 +11,10 @@ import pytest
 
 from heartbeat.cli import main
 from heartbeat.kafka import read_topic
-from tests.integration.pipeline import Pipeline, fixed_readings, valid_keys, wait_for
+from tests.integration.pipeline import Pipeline, fixed_readings, valid_keys
+from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def world(pipeline, monkeypatch):
-    for name, value in pipeline.env.items():
-        monkeypatch.setenv(name, value)
-    # main() points logging at the stderr of the moment, which capsys closes after the test.
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield pipeline
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def valid_readings(customers: int, rounds: int, seed: int, start: datetime | None = None) -> list:

@@ -35,7 +35,7 @@ from heartbeat_localstack.tls import (
     create_client,
     create_server_for,
 )
-from tests.integration.pipeline import unique, wait_for
+from tests.integration.pipeline import unique
 from tests.operator.cluster import (
     CRD_FILE,
     Kubectl,
@@ -45,6 +45,7 @@ from tests.operator.cluster import (
     operator_kubeconfig,
     simulation,
 )
+from tests.support.polling import wait_for
 
 pytest_plugins = ["heartbeat_localstack.cluster.fixtures"]
 

@@ -12,8 +12,8 @@ from tests.integration.pipeline import (
     scrape,
     terminate,
     valid_keys,
-    wait_for,
 )
+from tests.support.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

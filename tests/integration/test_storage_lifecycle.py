@@ -8,7 +8,6 @@ does nothing a second time or while another run holds its lock.
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import signal
@@ -30,7 +29,7 @@ from heartbeat.store import Store
 from heartbeat.validation import Reading, classify
 from tests.integration.pipeline import ROOT, drop_database, unique
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("logging_as_it_was")]
 
 GROUP = "group-a"
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -72,19 +71,6 @@ def maintain(monkeypatch, conninfo: str, capsys, **settings: object) -> tuple[in
 @pytest.fixture(autouse=True)
 def _no_dotenv(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # keep a developer's .env out of the tests
-
-
-@pytest.fixture(autouse=True)
-def _logging_as_it_was():
-    """`main` sets logging up for a process; put pytest's handlers back after the test."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in handlers:
-        root.addHandler(handler)
-    root.setLevel(level)
 
 
 @pytest.fixture

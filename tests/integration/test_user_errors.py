@@ -14,7 +14,7 @@ import time
 
 import psycopg
 import pytest
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 
 from heartbeat.cli import main
 from heartbeat.migrations import default_dir
@@ -41,19 +41,6 @@ def run(*args: str, env: dict[str, str] | None = None, cwd: str | None = None, t
 
 def _is_setting(name: str) -> bool:
     return name.startswith(("KAFKA_", "DATABASE_", "PG", "METRICS_", "LOG_", "PRODUCER_"))
-
-
-@pytest.fixture
-def empty_database(postgres_service, monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)
-    name = unique("ue").replace("-", "_")
-    with psycopg.connect(postgres_service.conninfo, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    conninfo = make_conninfo(postgres_service.conninfo, dbname=name)
-    monkeypatch.setenv("DATABASE_URL", conninfo)
-    yield conninfo
-    with psycopg.connect(postgres_service.conninfo, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def shipped() -> list[str]:

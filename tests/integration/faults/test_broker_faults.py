@@ -22,7 +22,8 @@ from tests.integration.faults.harness import (
     make_workload,
     report,
 )
-from tests.integration.pipeline import sample, wait_for
+from tests.integration.pipeline import sample
+from tests.support.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

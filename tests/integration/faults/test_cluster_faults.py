@@ -25,7 +25,7 @@ from tests.integration.faults.harness import (
     report,
     retopic,
 )
-from tests.integration.pipeline import wait_for
+from tests.support.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -22,7 +22,7 @@ from tests.integration.faults.harness import (
     make_workload,
     report,
 )
-from tests.integration.pipeline import wait_for
+from tests.support.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -1,0 +1,1 @@
+"""What the tests share: waiting for a condition (`polling`) and kubectl (`kube`)."""
