@@ -36,6 +36,6 @@ def third_party_crds(kube: Kube) -> None:
 @pytest.fixture
 def namespace(kube: Kube) -> Iterator[str]:
     name = f"chart-{uuid.uuid4().hex[:8]}"
-    kube.kubectl("create", "namespace", name)
+    kube.run("create", "namespace", name)
     yield name
-    kube.kubectl("delete", "namespace", name, "--wait=false")
+    kube.run("delete", "namespace", name, "--wait=false")

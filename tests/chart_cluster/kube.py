@@ -1,8 +1,9 @@
 """kubectl and helm against the session's cluster, and a watch that records what happened.
 
-``Kube`` runs the cluster's own kubectl and helm (the versions the control plane was built
-with). ``Watch`` records every change to one collection from a known resourceVersion, so an
-object that lives for a second, such as a hook Job deleted once it succeeded, is still seen.
+``Kube`` runs the cluster's own kubectl (``tests.support.kube``) and helm (the versions the
+control plane was built with). ``Watch`` records every change to one collection from a known
+resourceVersion, so an object that lives for a second, such as a hook Job deleted once it
+succeeded, is still seen.
 """
 
 from __future__ import annotations
@@ -15,61 +16,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from heartbeat_localstack.cluster.control_plane import Cluster
 from tests.chart.helm import CHART, RELEASE, Helm, Result
+from tests.support.kube import CommandError, Kubectl, Object
 
 # `helm --wait` gives up after this; kwok makes pods Ready within seconds.
 WAIT = "90s"
 # Every object of the release carries this label (pods and ReplicaSets through their template).
 INSTANCE = f"app.kubernetes.io/instance={RELEASE}"
 
-Object = dict[str, Any]
 T = TypeVar("T")
 
 
-class CommandError(AssertionError):
-    """kubectl or helm failed; the message carries their stderr."""
-
-
 @dataclass(frozen=True)
-class Kube:
-    cluster: Cluster
-
-    def kubectl(
-        self, *args: str, stdin: str | None = None, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [str(self.cluster.kubectl), "--kubeconfig", str(self.cluster.kubeconfig), *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if check and done.returncode != 0:
-            raise CommandError(f"kubectl {' '.join(args)} failed:\n{done.stderr}")
-        return done
-
-    def get(self, *args: str) -> Any:
-        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
-
-    def find(self, *args: str) -> Object | None:
-        """``kubectl get <kind> <name>``, None when there is no such object."""
-        found = self.kubectl("get", *args, "--ignore-not-found", "-o", "json").stdout
-        return json.loads(found) if found.strip() else None
-
-    def items(self, *args: str) -> list[Object]:
-        items: list[Object] = self.get(*args)["items"]
-        return items
-
-    def apply(self, objects: Iterable[Object], *flags: str) -> Any:
-        """``kubectl apply`` of a List; returns what the server answered (``-o json``)."""
-        listing = {"apiVersion": "v1", "kind": "List", "items": list(objects)}
-        answer = self.kubectl(
-            "apply", "--validate=strict", "-o", "json", *flags, "-f", "-", stdin=json.dumps(listing)
-        )
-        return json.loads(answer.stdout)
+class Kube(Kubectl):
+    """`Kubectl` on the whole cluster, with the chart's Helm release and CRDs."""
 
     def apply_crds(self, crds: Iterable[Object]) -> None:
         """Create or update CRDs and wait until their kinds are served."""
@@ -77,7 +39,7 @@ class Kube:
         # Server-side and forced: Helm may have created them already under its own field manager.
         self.apply(crds, "--server-side", "--force-conflicts")
         names = [f"crd/{crd['metadata']['name']}" for crd in crds]
-        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
+        self.run("wait", "--for=condition=Established", "--timeout=60s", *names)
 
     def helm(self, *args: str) -> Result:
         binary = Helm(self.cluster.helm)
@@ -116,7 +78,7 @@ class Watch:
         self._process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Watch:
-        listing = json.loads(self._kube.kubectl("get", "--raw", self._collection).stdout)
+        listing = json.loads(self._kube.run("get", "--raw", self._collection).stdout)
         since = listing["metadata"]["resourceVersion"]
         query = f"watch=1&resourceVersion={since}&timeoutSeconds={self.SERVER_TIMEOUT_SECONDS}"
         cluster = self._kube.cluster
@@ -157,16 +119,6 @@ class Watch:
                     f"kubectl said: {self._errors.read_text().strip()!r}"
                 )
             time.sleep(0.2)
-
-
-def poll(fetch: Callable[[], T], until: Callable[[T], bool], seconds: float = 30) -> T:
-    """`fetch()` again until `until` holds of it or `seconds` passed; the last result either way."""
-    deadline = time.monotonic() + seconds
-    while True:
-        value = fetch()
-        if until(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.3)
 
 
 def events_of(events: Iterable[Object], name: str, *types: str) -> list[Object]:

@@ -87,7 +87,7 @@ def test_every_pod_the_chart_renders_meets_the_restricted_pod_security_standard(
 ) -> None:
     # The API server's own PodSecurity admission judges the pods: it refuses a Pod that
     # breaks the restricted standard and warns about a workload whose pods would.
-    kube.kubectl(
+    kube.run(
         "label",
         "namespace",
         namespace,
@@ -100,7 +100,7 @@ def test_every_pod_the_chart_renders_meets_the_restricted_pod_security_standard(
     kube.apply(of_kind(rest, "ServiceAccount"), "-n", namespace)
     listing = {"apiVersion": "v1", "kind": "List", "items": rest}
 
-    done = kube.kubectl(
+    done = kube.run(
         "apply", "-n", namespace, "--dry-run=server", "-f", "-", stdin=json.dumps(listing)
     )
 

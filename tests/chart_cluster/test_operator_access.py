@@ -15,8 +15,9 @@ from typing import NamedTuple
 import pytest
 
 from tests.chart.helm import RELEASE
+from tests.support.polling import wait_for
 
-from .kube import Kube, poll
+from .kube import Kube
 
 pytest_plugins = ["heartbeat_localstack.cluster.fixtures"]
 
@@ -103,7 +104,7 @@ OPERATOR_ACCESS = [
 def can_i(kube: Kube, account: str, namespace: str, access: Access) -> bool:
     resource, _, subresource = access.resource.partition("/")
     scope = {HOME: ["-n", namespace], ELSEWHERE: ["-n", OTHER_NAMESPACE], CLUSTER: ["-A"]}
-    answer = kube.kubectl(
+    answer = kube.run(
         "auth",
         "can-i",
         access.verb,
@@ -130,7 +131,9 @@ def test_operator_service_account_may_do_its_work_and_nothing_more(
     name = operator["spec"]["template"]["spec"]["serviceAccountName"]
     account = f"system:serviceaccount:{namespace}:{name}"
     # The authorizer reads RBAC objects from a cache: wait for the first grant to show.
-    assert poll(lambda: can_i(kube, account, namespace, OPERATOR_ACCESS[0]), until=bool)
+    wait_for(
+        lambda: can_i(kube, account, namespace, OPERATOR_ACCESS[0]), 30, "the first grant", 0.3
+    )
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         answers = list(pool.map(lambda a: can_i(kube, account, namespace, a), OPERATOR_ACCESS))

@@ -20,6 +20,7 @@ import pytest
 
 from tests.chart.helm import CHART, RELEASE
 from tests.chart.manifests import container, env_of, ident
+from tests.support.polling import wait_for
 
 from .kube import (
     INSTANCE,
@@ -28,7 +29,6 @@ from .kube import (
     Object,
     condition,
     events_of,
-    poll,
     ready,
     timestamp,
 )
@@ -90,8 +90,11 @@ def pods_after_rollout(
     kube: Kube, namespace: str, deployment: Object, new_hash: str
 ) -> list[Object]:
     """The pods of `deployment` once the old ones are gone (kwok deletes them within moments)."""
-    return poll(
+    return wait_for(
         lambda: pods_of(kube, namespace, deployment),
+        30,
+        "only pods of the new template",
+        0.3,
         until=lambda found: all(
             pod["metadata"]["labels"]["pod-template-hash"] == new_hash for pod in found
         ),
@@ -163,7 +166,7 @@ def test_upgrade_with_new_values_migrates_again_and_rolls_every_deployment_onto_
 
     assert events_of(events, MIGRATIONS, "ADDED"), "the migrations ran as a pre-upgrade hook"
     for name in before:
-        kube.kubectl("rollout", "status", f"deployment/{name}", "-n", namespace, "--timeout=60s")
+        kube.run("rollout", "status", f"deployment/{name}", "-n", namespace, "--timeout=60s")
     after = deployments(kube, namespace)
     for name, deployment in after.items():
         assert deployment["metadata"]["generation"] > before[name]["metadata"]["generation"]
@@ -202,7 +205,7 @@ def exit_successfully(kube: Kube, namespace: str, pod: Object) -> None:
             for c in pod["spec"]["containers"]
         ],
     }
-    kube.kubectl(
+    kube.run(
         "patch",
         "pod",
         pod["metadata"]["name"],
@@ -223,10 +226,12 @@ def test_helm_test_starts_the_locked_down_test_pod_and_passes_once_it_succeeds(
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         running = pool.submit(kube.helm, "test", RELEASE, "-n", namespace, "--timeout", "60s")
-        pod = poll(
+        pod = wait_for(
             lambda: kube.find("pod", name, "-n", namespace),
+            60,
+            "the test pod ready, or helm test over",
+            0.3,
             until=lambda found: running.done() or (found is not None and ready(found)),
-            seconds=60,
         )
         assert not running.done(), f"helm test ended early: {running.result().stderr}"
         assert pod is not None
@@ -239,13 +244,18 @@ def test_helm_test_starts_the_locked_down_test_pod_and_passes_once_it_succeeds(
     assert result.returncode == 0, result.stderr
     assert re.search(rf"TEST SUITE:\s+{name}\n", result.stdout), result.stdout
     assert re.search(r"Phase:\s+Succeeded", result.stdout), result.stdout
-    left = poll(lambda: kube.find("pod", name, "-n", namespace), until=lambda found: not found)
-    assert left is None, "the hook-succeeded policy deletes the test pod"
+    wait_for(
+        lambda: kube.find("pod", name, "-n", namespace),
+        30,
+        "the hook-succeeded policy to delete the test pod",
+        0.3,
+        until=lambda found: found is None,
+    )
 
 
 def everything_in(kube: Kube, namespace: str) -> list[Object]:
     """Every object of every namespaced kind the server lists, but Events."""
-    kinds = kube.kubectl("api-resources", "--verbs=list", "--namespaced", "-o", "name")
+    kinds = kube.run("api-resources", "--verbs=list", "--namespaced", "-o", "name")
     listed = [kind for kind in kinds.stdout.split() if kind not in HISTORY_KINDS]
     return kube.items(",".join(listed), "-n", namespace)
 
@@ -272,11 +282,13 @@ def test_uninstall_leaves_nothing_of_the_release_behind_but_the_crd(
         "uninstall", RELEASE, "-n", namespace, "--cascade=foreground", "--wait", "--timeout", WAIT
     )
 
-    left = poll(
-        lambda: {ident(o) for o in everything_in(kube, namespace)} - NAMESPACE_DEFAULTS,
-        until=lambda found: not found,
+    wait_for(
+        lambda: sorted({ident(o) for o in everything_in(kube, namespace)} - NAMESPACE_DEFAULTS),
+        30,
+        "nothing of the release left behind",
+        0.3,
+        until=lambda left: not left,
     )
-    assert not left, f"left behind: {sorted(left)}"
     assert not cluster_scoped_of(kube, namespace)
     assert not kube.helm_ok("list", "-n", namespace, "--all", "-q").strip()
     # Helm installs crds/ but never deletes them: the HeartbeatSimulations of every other

@@ -9,15 +9,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from heartbeat_localstack.cluster.control_plane import Cluster
+from tests.support.kube import Kubectl
+from tests.support.polling import wait_for
 
 pytest_plugins = ["heartbeat_localstack.cluster.fixtures"]
 
@@ -29,53 +29,24 @@ pytestmark = [
 ]
 
 
-def kubectl(
-    cluster: Cluster, *args: str, stdin: str | None = None, check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(cluster.kubectl), "--kubeconfig", str(cluster.kubeconfig), *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=check,
-        timeout=120,
-    )
-
-
-def apply(cluster: Cluster, manifest: dict[str, Any]) -> None:
-    kubectl(cluster, "apply", "-f", "-", stdin=json.dumps(manifest))
-
-
-def get_json(cluster: Cluster, *args: str) -> Any:
-    return json.loads(kubectl(cluster, "get", *args, "-o", "json").stdout)
-
-
-def wait_until_gone(cluster: Cluster, kind: str, name: str, namespace: str, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = kubectl(
-            cluster, "get", kind, name, "-n", namespace, "--ignore-not-found", "-o", "name"
-        )
-        if not found.stdout.strip():
-            return True
-        time.sleep(0.5)
-    return False
+@pytest.fixture(scope="module")
+def kube(kube_cluster: Cluster) -> Kubectl:
+    return Kubectl(kube_cluster)
 
 
 @pytest.fixture
-def namespace(kube_cluster: Cluster) -> Iterator[str]:
+def namespace(kube: Kubectl) -> Iterator[str]:
     name = f"test-{uuid.uuid4().hex[:8]}"
-    kubectl(kube_cluster, "create", "namespace", name)
+    kube.run("create", "namespace", name)
     yield name
-    kubectl(kube_cluster, "delete", "namespace", name, "--wait=false")
+    kube.run("delete", "namespace", name, "--wait=false")
 
 
 def test_deployment_becomes_available_with_its_pods_running_on_fake_nodes(
-    kube_cluster: Cluster, namespace: str
+    kube: Kubectl, namespace: str
 ) -> None:
     labels = {"app": "web"}
-    apply(
-        kube_cluster,
+    kube.apply(
         {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
@@ -91,8 +62,7 @@ def test_deployment_becomes_available_with_its_pods_running_on_fake_nodes(
         },
     )
 
-    kubectl(
-        kube_cluster,
+    kube.run(
         "wait",
         "deployment/web",
         "-n",
@@ -101,26 +71,22 @@ def test_deployment_becomes_available_with_its_pods_running_on_fake_nodes(
         "--timeout=90s",
     )
 
-    pods = get_json(kube_cluster, "pods", "-n", namespace, "-l", "app=web")["items"]
+    pods = kube.get("pods", "-n", namespace, "-l", "app=web")["items"]
     assert [pod["status"]["phase"] for pod in pods] == ["Running", "Running"]
     assert all(pod["spec"]["nodeName"].startswith("kwok-node-") for pod in pods)
 
 
-def test_deleting_an_owner_garbage_collects_its_dependents(
-    kube_cluster: Cluster, namespace: str
-) -> None:
-    apply(
-        kube_cluster,
+def test_deleting_an_owner_garbage_collects_its_dependents(kube: Kubectl, namespace: str) -> None:
+    kube.apply(
         {
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {"name": "owner", "namespace": namespace},
         },
     )
-    owner_uid = get_json(kube_cluster, "configmap", "owner", "-n", namespace)["metadata"]["uid"]
+    owner_uid = kube.get("configmap", "owner", "-n", namespace)["metadata"]["uid"]
     owner_ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner_uid}
-    apply(
-        kube_cluster,
+    kube.apply(
         {
             "apiVersion": "v1",
             "kind": "ConfigMap",
@@ -131,8 +97,7 @@ def test_deleting_an_owner_garbage_collects_its_dependents(
             },
         },
     )
-    apply(
-        kube_cluster,
+    kube.apply(
         {
             "apiVersion": "v1",
             "kind": "ConfigMap",
@@ -140,18 +105,23 @@ def test_deleting_an_owner_garbage_collects_its_dependents(
         },
     )
 
-    kubectl(kube_cluster, "delete", "configmap", "owner", "-n", namespace)
+    kube.run("delete", "configmap", "owner", "-n", namespace)
 
-    assert wait_until_gone(kube_cluster, "configmap", "dependent", namespace, seconds=60)
-    assert get_json(kube_cluster, "configmap", "bystander", "-n", namespace)["metadata"]["name"]
+    wait_for(
+        lambda: kube.find("configmap", "dependent", "-n", namespace),
+        60,
+        "the dependent ConfigMap collected",
+        0.5,
+        until=lambda found: found is None,
+    )
+    assert kube.get("configmap", "bystander", "-n", namespace)["metadata"]["name"]
 
 
 def test_can_i_answers_for_a_service_account_by_impersonation(
-    kube_cluster: Cluster, namespace: str
+    kube: Kubectl, namespace: str
 ) -> None:
-    kubectl(kube_cluster, "create", "serviceaccount", "reader", "-n", namespace)
-    kubectl(
-        kube_cluster,
+    kube.run("create", "serviceaccount", "reader", "-n", namespace)
+    kube.run(
         "create",
         "role",
         "pod-reader",
@@ -160,8 +130,7 @@ def test_can_i_answers_for_a_service_account_by_impersonation(
         "--verb=get,list,watch",
         "--resource=pods",
     )
-    kubectl(
-        kube_cluster,
+    kube.run(
         "create",
         "rolebinding",
         "reader",
@@ -172,15 +141,9 @@ def test_can_i_answers_for_a_service_account_by_impersonation(
     )
     as_reader = f"--as=system:serviceaccount:{namespace}:reader"
 
-    allowed = kubectl(
-        kube_cluster, "auth", "can-i", "list", "pods", "-n", namespace, as_reader, check=False
-    )
-    denied = kubectl(
-        kube_cluster, "auth", "can-i", "delete", "pods", "-n", namespace, as_reader, check=False
-    )
-    elsewhere = kubectl(
-        kube_cluster, "auth", "can-i", "list", "pods", "-n", "default", as_reader, check=False
-    )
+    allowed = kube.run("auth", "can-i", "list", "pods", "-n", namespace, as_reader, check=False)
+    denied = kube.run("auth", "can-i", "delete", "pods", "-n", namespace, as_reader, check=False)
+    elsewhere = kube.run("auth", "can-i", "list", "pods", "-n", "default", as_reader, check=False)
 
     assert (allowed.returncode, allowed.stdout.strip()) == (0, "yes")
     assert (denied.returncode, denied.stdout.strip()) == (1, "no")
@@ -188,9 +151,9 @@ def test_can_i_answers_for_a_service_account_by_impersonation(
 
 
 def test_helm_and_kubectl_agree_with_the_server_on_the_kubernetes_version(
-    kube_cluster: Cluster, tmp_path: Path
+    kube_cluster: Cluster, kube: Kubectl, tmp_path: Path
 ) -> None:
-    versions = json.loads(kubectl(kube_cluster, "version", "-o", "json").stdout)
+    versions = json.loads(kube.run("version", "-o", "json").stdout)
     server, client = versions["serverVersion"], versions["clientVersion"]
     chart = tmp_path / "probe"
     (chart / "templates").mkdir(parents=True)

@@ -28,7 +28,8 @@ from heartbeat_localstack.process import tail
 from heartbeat_localstack.prometheus import PrometheusServer
 from tests.integration.pipeline import terminate
 from tests.monitoring.queries import RULES
-from tests.operator.cluster import CRD_FILE, Kubectl, operator_kubeconfig, simulation
+from tests.operator.cluster import CRD_FILE, operator_kubeconfig, simulation
+from tests.support.kube import Kubectl
 
 SCRAPE_INTERVAL = "1s"
 READY_TIMEOUT = 60.0
