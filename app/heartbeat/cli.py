@@ -180,6 +180,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     redrive.add_argument("--all", action="store_true", help="every one not re-driven yet")
     redrive.add_argument("--dry-run", action="store_true", help="say what would be sent")
+    redrive.add_argument("--json", action="store_true", help="one JSON object of what was sent")
 
     lag = sub.add_parser(
         "lag", help="per partition: end offset, stored offset (PostgreSQL), lag, last write"
@@ -618,7 +619,13 @@ def _dlq(settings: Settings, args: argparse.Namespace) -> int:
             )
         choice = dlq.Choice(reason=args.reason, sources=args.sources)
         return dlq.redrive(
-            settings, store, choice, dry_run=args.dry_run, out=sys.stdout, err=sys.stderr
+            settings,
+            store,
+            choice,
+            dry_run=args.dry_run,
+            out=sys.stdout,
+            err=sys.stderr,
+            as_json=args.json,
         )
 
 

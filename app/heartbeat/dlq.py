@@ -212,8 +212,13 @@ def redrive(
     out: TextIO,
     err: TextIO,
     producer_factory: ProducerFactory = KafkaProducer,
+    as_json: bool = False,
 ) -> int:
-    """Re-drive the chosen dead letters; 0 if every one was sent and marked, else 1."""
+    """Re-drive the chosen dead letters; 0 if every one was sent and marked, else 1.
+
+    With ``as_json`` what was (or would be) sent is one JSON object on ``out``; the
+    problems still go to ``err`` as lines.
+    """
     found = store.dead_letters(
         reason=choice.reason,
         sources=choice.sources,
@@ -230,18 +235,42 @@ def redrive(
     for letter in plan.refused:
         print(f"heartbeat: {refusal(letter)}", file=err)
     topic = settings.kafka_topic
+
+    def report(sent: Sequence[Source], redriven: int) -> None:
+        print(
+            json.dumps(
+                {
+                    "topic": topic,
+                    "dry_run": dry_run,
+                    "sent": [str(source) for source in sent],
+                    "redriven": redriven,
+                    "refused": [str(letter.source) for letter in plan.refused],
+                }
+            ),
+            file=out,
+        )
+
+    if dry_run and as_json:
+        report([letter.source for letter in plan.send], 0)
+        return EXIT_FAILED if plan.refused else EXIT_OK
     if dry_run:
         for letter in plan.send:
             print(f"would re-drive {letter.source} ({letter.reason}) to {topic}", file=out)
         print(f"dry run: {len(plan.send)} to re-drive, {len(plan.refused)} refused", file=out)
         return EXIT_FAILED if plan.refused else EXIT_OK
     if not plan.send:
-        print("nothing to re-drive", file=out)
+        if as_json:
+            report([], 0)
+        else:
+            print("nothing to re-drive", file=out)
         return EXIT_FAILED if plan.refused else EXIT_OK
     delivered, errors = send(settings, plan.send, producer_factory=producer_factory)
     for error in errors:
         print(f"heartbeat: not re-driven {error}", file=err)
     marked = store.mark_redriven(delivered) if delivered else 0
+    if as_json:
+        report(delivered, marked)
+        return EXIT_FAILED if errors or plan.refused else EXIT_OK
     print(
         f"re-drove {marked} of {len(plan.send)} dead letters to {topic}"
         + (f"; {len(plan.refused)} refused" if plan.refused else ""),

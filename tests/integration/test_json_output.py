@@ -35,3 +35,27 @@ def test_maintain_prints_one_json_object_saying_what_it_did(world, capsys):
     assert report["skipped"] is False
     assert report["failed"] == []
     assert isinstance(report["done"], list)
+
+
+def test_dlq_redrive_prints_what_it_sent_as_json(world, capsys):
+    from datetime import UTC, datetime
+
+    from tests.integration.test_dlq_command import consume_as_a_consumer_would
+
+    world.produce([(b"1", b"not json")])
+    records = world.topic_records(count=1)
+    consume_as_a_consumer_would(world, records, datetime.now(UTC))
+    source = f"{records[0].topic}:{records[0].partition}:{records[0].offset}"
+
+    planned = json_of(capsys, "dlq", "redrive", "--all", "--dry-run")
+    assert planned == {
+        "topic": world.settings.kafka_topic,
+        "dry_run": True,
+        "sent": [source],
+        "redriven": 0,
+        "refused": [],
+    }
+    done = json_of(capsys, "dlq", "redrive", "--all")
+    assert (done["dry_run"], done["sent"], done["redriven"]) == (False, [source], 1)
+    assert len(world.topic_records(count=2)) == 2  # the original and the re-driven copy
+    assert json_of(capsys, "dlq", "redrive", "--all")["sent"] == []  # nothing pending now
