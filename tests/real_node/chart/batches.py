@@ -80,10 +80,6 @@ class Batch:
     def customer_ids(self) -> range:
         return range(self.first_customer, self.first_customer + self.customers)
 
-    @property
-    def size(self) -> int:
-        return self.customers * self.rounds + len(self._extra())
-
     def readings(self) -> list[Reading]:
         rng = random.Random(f"{SEED}:{self.name}")
         return [

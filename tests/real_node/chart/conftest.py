@@ -17,6 +17,10 @@ from typing import Any
 
 import pytest
 
+from heartbeat_localstack.cluster.build import node_binaries
+from heartbeat_localstack.cluster.components import Layout
+from heartbeat_localstack.cluster.node import node_layout
+
 from ..conftest import RealCluster
 from .kube import CommandError, Kube
 from .release import Release
@@ -30,6 +34,13 @@ def dev_deps_values(cluster: RealCluster, data_dir: Path) -> dict[str, Any]:
     values = cluster.dev_deps_values()
     values["postgresql"]["dataHostPath"] = str(data_dir)
     return values
+
+
+def crictl(cluster: RealCluster) -> list[str]:
+    """crictl against the node's containerd: what runs on the node, whatever the API says."""
+    target = node_binaries()
+    layout = node_layout(Layout(cluster.state_dir.resolve() / "cluster"), target.containerd_root)
+    return [str(target.path("crictl")), f"--runtime-endpoint=unix://{layout.socket}"]
 
 
 def helm_env(work: Path) -> dict[str, str]:
@@ -54,7 +65,13 @@ def release(
     os.chown(data, owner.uid, owner.gid)  # initdb, as the image's user, makes PGDATA inside
     kube = Kube(real_cluster.kubectl, real_cluster.helm, NAMESPACE, helm_env(work))
     kube.kubectl("create", "namespace", NAMESPACE)
-    installed = Release(kube, real_cluster.images.app, work, dev_deps_values(real_cluster, data))
+    installed = Release(
+        kube,
+        real_cluster.images.app,
+        work,
+        dev_deps_values(real_cluster, data),
+        crictl(real_cluster),
+    )
     try:
         try:
             installed.install()

@@ -9,6 +9,7 @@ compare what PostgreSQL holds with what the batch says it must (`Release.wait_st
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Hashable
@@ -70,8 +71,21 @@ class Release:
     image: str
     work: Path
     dev_deps_values: dict[str, Any]
+    crictl: list[str]
     installed: bool = False
     timings: dict[str, float] = field(default_factory=dict)
+
+    def on_node(self) -> list[str]:
+        """IDs of the containers of the namespace that run on the node, asked of containerd."""
+        label = f"io.kubernetes.pod.namespace={self.kube.namespace}"
+        listed = subprocess.run(
+            [*self.crictl, "ps", "--quiet", "--label", label],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return listed.stdout.split()
 
     @property
     def db(self) -> Database:

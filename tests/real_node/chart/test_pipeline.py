@@ -15,7 +15,7 @@ import pytest
 
 from .batches import Batch
 from .kube import condition, is_ready, wait_until
-from .release import CHART_PRODUCER_CUSTOMERS, PRODUCERS, RELEASE, Release
+from .release import CHART_PRODUCER_CUSTOMERS, DEPS, PRODUCERS, RELEASE, Release
 
 pytestmark = [
     pytest.mark.integration,
@@ -219,6 +219,7 @@ def test_helm_uninstall_leaves_nothing_running(release: Release) -> None:
     release.kube.kubectl(
         "delete", "jobs", "--selector", "app.kubernetes.io/name=send-batch", "--wait=true"
     )
+    assert release.on_node(), "crictl sees no container of the release before the uninstall"
     release.uninstall()
     wait_until(
         release.kube,
@@ -226,10 +227,17 @@ def test_helm_uninstall_leaves_nothing_running(release: Release) -> None:
         lambda: not release.kube.items("pods"),
         240,
     )
+    # Nor a container on the node: the kubelet really stopped them.
+    wait_until(
+        release.kube,
+        "no container of the namespace running on the node",
+        lambda: not release.on_node(),
+        120,
+    )
     left = release.kube.items(
         "deployments,statefulsets,jobs,cronjobs,services,secrets,configmaps",
         "--selector",
-        f"app.kubernetes.io/instance={RELEASE}",
+        f"app.kubernetes.io/instance in ({RELEASE},{DEPS})",
     )
     assert not left, [f"{o['kind']}/{o['metadata']['name']}" for o in left]
 
