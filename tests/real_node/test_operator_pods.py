@@ -123,6 +123,11 @@ def test_the_operator_runs_as_a_pod(pipeline: Pipeline) -> None:
     assert operator[0].startswith("heartbeat-operator-")
 
 
+def test_kubectl_exec_runs_a_command_inside_a_consumer_pod(pipeline: Pipeline) -> None:
+    out = pipeline.run("exec", "deploy/heartbeat-consumer", "--", "heartbeat", "--version")
+    assert out.strip()
+
+
 def test_two_generators_store_exactly_customers_1_to_500(pipeline: Pipeline) -> None:
     started = pipeline.now()
     pipeline.run("apply", "-f", "-", stdin=_simulation(replicas=2))
