@@ -283,17 +283,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(script(_parser(), args.shell), end="")
         return EXIT_OK
-    dotenv = read_dotenv()
-    # libpq reads only the environment; PG* lines of .env count as if exported.
-    os.environ.update(libpq_from_dotenv(dotenv, os.environ))
-    for warning in unknown_names(dotenv, [env for env, _, _ in all_documented_fields()]):
-        print(f"heartbeat: warning: {warning}", file=sys.stderr)
     try:
+        dotenv = read_dotenv()
+        # libpq reads only the environment; PG* lines of .env count as if exported.
+        os.environ.update(libpq_from_dotenv(dotenv, os.environ))
+        for warning in unknown_names(dotenv, [env for env, _, _ in all_documented_fields()]):
+            print(f"heartbeat: warning: {warning}", file=sys.stderr)
         settings = load_settings(**overrides)
+        logs.configure(settings)
     except SettingsError as exc:
         print(f"heartbeat: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    logs.configure(settings)
     if args.command not in LONG_RUNNING and settings.log_level != "DEBUG":
         # A one-shot command reports a PostgreSQL outage once, below, not per pool attempt.
         logging.getLogger("psycopg.pool").setLevel(logging.ERROR)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import sys
+from pathlib import Path
 
 from pythonjsonlogger.json import JsonFormatter
 
+from heartbeat.errors import SettingsError
 from heartbeat.settings import Settings
 
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
@@ -15,6 +17,7 @@ JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
 def configure(settings: Settings) -> None:
+    """Log to stderr, and to LOG_FILE when set; ``SettingsError`` if LOG_FILE cannot be opened."""
     formatter: logging.Formatter
     if settings.log_format == "json":
         formatter = JsonFormatter(
@@ -24,15 +27,7 @@ def configure(settings: Settings) -> None:
         formatter = logging.Formatter(TEXT_FORMAT)
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if settings.log_file is not None:
-        settings.log_file.parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(
-            logging.handlers.RotatingFileHandler(
-                settings.log_file,
-                maxBytes=settings.log_file_max_bytes,
-                backupCount=settings.log_file_backup_count,
-                encoding="utf-8",
-            )
-        )
+        handlers.append(_file_handler(settings.log_file, settings))
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
@@ -45,3 +40,19 @@ def configure(settings: Settings) -> None:
     quiet = logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING
     for name in ("psycopg.pool", "yoyo"):
         logging.getLogger(name).setLevel(quiet)
+
+
+def _file_handler(path: Path, settings: Settings) -> logging.Handler:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return logging.handlers.RotatingFileHandler(
+            path,
+            maxBytes=settings.log_file_max_bytes,
+            backupCount=settings.log_file_backup_count,
+            encoding="utf-8",
+        )
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(path) else ""
+        raise SettingsError(
+            f"invalid settings:\n  LOG_FILE: cannot open {str(path)!r}: {exc.strerror}{where}"
+        ) from None

@@ -13,6 +13,7 @@ where to connect, exactly as for ``psql``.
 from __future__ import annotations
 
 import difflib
+import io
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -362,10 +363,24 @@ DOTENV = Path(".env")
 
 
 def read_dotenv(path: Path = DOTENV) -> dict[str, str]:
-    """The variables ``path`` sets (none when it does not exist), as the settings read them."""
+    """The variables ``path`` sets (none when it does not exist), as the settings read them.
+
+    Raises ``SettingsError`` naming the file and line when it cannot be read or is not UTF-8.
+    """
     if not path.is_file():
         return {}
-    return {name: value or "" for name, value in dotenv_values(path).items()}
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot read it: {exc.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line, byte = data.count(b"\n", 0, exc.start) + 1, data[exc.start]
+        raise SettingsError(
+            f"{path}: line {line} is not UTF-8 (byte {byte:#04x}); save the file as UTF-8"
+        ) from None
+    return {name: value or "" for name, value in dotenv_values(stream=io.StringIO(text)).items()}
 
 
 def empty_values(variables: Mapping[str, str]) -> list[str]:

@@ -111,6 +111,23 @@ def test_a_misspelt_setting_in_dotenv_is_warned_about_with_the_closest_real_one(
     assert "EDITOR" not in err
 
 
+def test_a_dotenv_that_is_not_utf8_is_one_line_naming_the_file_and_line_and_exits_2(tmp_path):
+    (tmp_path / ".env").write_bytes(b"KAFKA_TOPIC=a\n\xff\xfe=bad\n")
+    code, _, err = heartbeat("lag", cwd=tmp_path)
+    assert code == 2
+    assert err == "heartbeat: .env: line 2 is not UTF-8 (byte 0xff); save the file as UTF-8\n"
+
+
+def test_a_log_file_that_cannot_be_opened_is_named_and_exits_2(tmp_path):
+    (tmp_path / "taken").write_text("a file, not a folder")
+    log_file = tmp_path / "taken" / "heartbeat.log"
+    code, _, err = heartbeat("settings", cwd=tmp_path, env={"LOG_FILE": str(log_file)})
+    assert code == 2
+    assert err.startswith("heartbeat: invalid settings:\n")
+    assert f"  LOG_FILE: cannot open {str(log_file)!r}: File exists" in err
+    assert "Traceback" not in err
+
+
 def test_a_pgport_that_is_not_a_port_is_named_at_once_and_exits_2(monkeypatch, capsys):
     monkeypatch.setenv("PGPORT", "notaport")
     assert main(["migrate"]) == 2
