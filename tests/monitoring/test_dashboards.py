@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import yaml
 
+from heartbeat_dashboards.build import render
 from tests.monitoring.queries import (
     DASHBOARDS,
     OPERATOR_DASHBOARDS,
@@ -15,16 +16,16 @@ from tests.monitoring.queries import (
 )
 
 
-def test_committed_dashboards_are_exactly_what_the_builder_generates_now(grafana_builder):
-    generated = grafana_builder.render()
+def test_committed_dashboards_are_exactly_what_the_builder_generates_now():
+    generated = render()
     committed = {path.name: path.read_text() for path in DASHBOARDS.glob("*.json")}
     assert sorted(committed) == sorted(generated), "a dashboard file is missing or left over"
     for name, text in generated.items():
         assert committed[name] == text, f"{name} is stale: run python grafana/build_dashboards.py"
 
 
-def test_building_twice_gives_the_same_bytes(grafana_builder):
-    assert grafana_builder.render() == grafana_builder.render()
+def test_building_twice_gives_the_same_bytes():
+    assert render() == render()
 
 
 def test_every_panel_and_query_uses_a_data_source_the_provisioning_defines():

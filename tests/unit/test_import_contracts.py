@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIG = tomllib.loads((ROOT / "pyproject.toml").read_text())
 LINTER = CONFIG["tool"]["importlinter"]
 CONTRACTS = LINTER["contracts"]
-# Where the packages live; grafana/ (the dashboards) is built and tested on its own.
+# Where the packages live: every one of them is a root of the contracts and of mypy.
 SOURCE_FOLDERS = ("app", "operator")
 
 
@@ -45,7 +45,12 @@ def _layer_names(layer: str) -> set[str]:
 
 def test_every_package_of_the_repository_is_linted_and_type_checked():
     packages = set(_packages())
-    assert {"heartbeat", "heartbeat_operator", "heartbeat_localstack"} <= packages
+    assert {
+        "heartbeat",
+        "heartbeat_operator",
+        "heartbeat_localstack",
+        "heartbeat_dashboards",
+    } <= packages
     assert set(LINTER["root_packages"]) == packages
     assert set(CONFIG["tool"]["mypy"]["packages"]) == packages
 

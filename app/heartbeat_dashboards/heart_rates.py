@@ -24,8 +24,8 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders.dashboard import Dashboard, QueryVariable, Row
 from grafana_foundation_sdk.models.dashboard import VariableRefresh, VariableSort
 
-from boards.datasources import POSTGRES, SqlQuery
-from boards.panels import Panel, stat, table, timeseries
+from heartbeat_dashboards.datasources import POSTGRES, SqlQuery
+from heartbeat_dashboards.panels import Panel, stat, table, timeseries
 
 UID = "heartbeat-heart-rates"
 # A customer is stale when their newest reading is older than this (the original design).

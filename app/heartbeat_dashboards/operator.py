@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
 
-from boards.datasources import PROMETHEUS, promql
-from boards.panels import Panel, stat, state_timeline, timeseries
+from heartbeat_dashboards.datasources import PROMETHEUS, promql
+from heartbeat_dashboards.panels import Panel, stat, state_timeline, timeseries
 
 UID = "heartbeat-operator"
 SIMULATION = "namespace, simulation"

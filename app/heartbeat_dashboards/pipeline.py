@@ -9,8 +9,8 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
 from grafana_foundation_sdk.models.dashboard import ValueMap, ValueMappingResult
 
-from boards.datasources import PROMETHEUS, promql, promql_table
-from boards.panels import Panel, stat, table, timeseries
+from heartbeat_dashboards.datasources import PROMETHEUS, promql, promql_table
+from heartbeat_dashboards.panels import Panel, stat, table, timeseries
 
 UID = "heartbeat-pipeline"
 RATE = "[$__rate_interval]"

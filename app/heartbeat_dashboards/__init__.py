@@ -1,7 +1,8 @@
 """The Grafana dashboards of the pipeline, built with the Grafana Foundation SDK.
 
 ``DASHBOARDS`` maps each file name under ``grafana/dashboards/`` to the function that
-builds it; ``python grafana/build_dashboards.py`` writes them.
+builds it; ``heartbeat_dashboards.build`` (``python grafana/build_dashboards.py``) writes
+them. Not shipped: the package is development tooling, like ``heartbeat_localstack``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import Callable
 
 from grafana_foundation_sdk.builders.dashboard import Dashboard
 
-from boards import heart_rates, operator, pipeline
+from heartbeat_dashboards import heart_rates, operator, pipeline
 
 DASHBOARDS: dict[str, Callable[[], Dashboard]] = {
     "heartbeat-pipeline.json": pipeline.build,
