@@ -257,3 +257,14 @@ def unique(prefix: str) -> str:
 def terminate(process: subprocess.Popen[bytes], timeout: float = 60) -> int:
     process.send_signal(signal.SIGTERM)
     return process.wait(timeout)
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """SIGTERM a process still running, and SIGKILL it if it has not exited after `timeout`."""
+    if process.poll() is not None:
+        return
+    try:
+        terminate(process, timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)

@@ -26,7 +26,7 @@ from heartbeat_localstack.cluster.control_plane import Cluster
 from heartbeat_localstack.ports import free_port
 from heartbeat_localstack.process import tail
 from heartbeat_localstack.prometheus import PrometheusServer
-from tests.integration.pipeline import terminate
+from tests.integration.pipeline import stop
 from tests.monitoring.queries import RULES
 from tests.operator.cluster import CRD_FILE, operator_kubeconfig, simulation
 from tests.support.kube import Kubectl
@@ -179,11 +179,7 @@ def operated(kube_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) ->
         _wait_until_every_simulation_is_reported(world)
         yield world
     finally:
-        if process is not None and process.poll() is None:
-            try:
-                terminate(process, timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+        if process is not None:
+            stop(process)
         prometheus.stop()
         admin.run("delete", "namespace", namespace, "--wait=false", check=False)

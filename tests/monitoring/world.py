@@ -31,7 +31,7 @@ from tests.integration.pipeline import (
     Pipeline,
     create_database,
     drop_database,
-    terminate,
+    stop,
     unique,
 )
 from tests.monitoring.queries import RULES
@@ -182,11 +182,6 @@ def monitored(
         yield world
     finally:
         for process in processes.values():
-            if process.poll() is None:
-                try:
-                    terminate(process, timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(10)
+            stop(process)
         prometheus.stop()
         drop_database(postgres_service.conninfo, conninfo_to_dict(conninfo)["dbname"])
