@@ -38,13 +38,12 @@ from heartbeat_localstack.tls import (
 from tests.integration.pipeline import unique
 from tests.operator.cluster import (
     CRD_FILE,
-    Kubectl,
     OperatorProcess,
     crash_looping,
-    eventually,
     operator_kubeconfig,
     simulation,
 )
+from tests.support.kube import Kubectl
 from tests.support.polling import wait_for
 
 pytest_plugins = ["heartbeat_localstack.cluster.fixtures"]
@@ -495,7 +494,7 @@ def test_no_password_appears_in_any_event_status_or_log_of_the_operator(
             kube.apply(simulation("ward", customers=4, replicas=2))
             kube.apply(simulation("crowd", customers=2, replicas=5))
             kube.wait("heartbeatsimulation/ward", "condition=Ready", timeout=90)
-            pod = kube.get("pod", "ward-1")
+            pod = kube.find("pod", "ward-1")
             assert pod is not None
             kube.run(
                 "patch", "pod", "ward-1", "--subresource=status", "--type=merge",
@@ -519,12 +518,13 @@ def test_no_password_appears_in_any_event_status_or_log_of_the_operator(
             assert operator.stop() == 0, operator.logged()[-3000:]
 
         wanted = {"Created", "TooManyReplicas", "GeneratorCrashLooping", "StatefulSetRejected"}
-        events = eventually(
-            lambda: (found := kube.items("events")) and wanted <= {e["reason"] for e in found}
-            and found,
+        events = wait_for(
+            lambda: kube.items("events"),
             30,
             f"Events {sorted(wanted)}",
-        )  # fmt: skip
+            0.3,
+            until=lambda found: wanted <= {e["reason"] for e in found},
+        )
         refused = [e for e in events if e["reason"] == "StatefulSetRejected"]
         assert "serviceAccountName" in refused[0]["message"], refused[0]["message"]
         outputs.append(json.dumps(events))
