@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import kopf
 
 from heartbeat import __version__, logs
-from heartbeat.errors import SettingsError
+from heartbeat.errors import HeartbeatError, SettingsError
 from heartbeat.metrics import new_registry
 from heartbeat.server import Health, MetricsServer
 from heartbeat.settings import Settings, load_settings
@@ -79,22 +79,24 @@ def run(settings: Settings, namespaces: Sequence[str] | None = None) -> int:
     except OperatorSettingsError as exc:
         print(f"heartbeat: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        kube = Kube.connect()
-    except KubeError as exc:
-        logger.error("cannot reach Kubernetes: %s", exc)
-        return EXIT_FAILED
-
     registry = new_registry()
     health = Health(("kubernetes",), settings.liveness_timeout_seconds)
     metrics = OperatorMetrics(registry)
+    # The port first: a busy one (MetricsPortUnavailable) leaves nothing open behind it.
+    port = settings.metrics_port_for("operator")
+    server = MetricsServer(settings.metrics_host, port, registry, health).start()
+    try:
+        kube = Kube.connect()
+    except KubeError as exc:
+        server.stop()
+        logger.error("cannot reach Kubernetes: %s", exc)
+        return EXIT_FAILED
+
     events = KopfEvents()
     reconciler = Reconciler(
         kube, generator_config(settings, config), metrics, config.namespace_list, events=events
     )
     runtime = Runtime(kube, reconciler, health, config.resync_interval_seconds, events)
-    port = settings.metrics_port_for("operator")
-    server = MetricsServer(settings.metrics_host, port, registry, health).start()
     scope = ", ".join(config.namespace_list) or "all namespaces"
     logger.info("heartbeat operator %s starting; serving %s", __version__, scope)
     if settings.log_level != "DEBUG":
@@ -108,8 +110,9 @@ def run(settings: Settings, namespaces: Sequence[str] | None = None) -> int:
             namespaces=config.namespace_list,
             memo=kopf.Memo(runtime=runtime),
         )
-    except Exception:  # e.g. the startup check failed: say why, exit non-zero
-        logger.exception("the operator stopped")
+    except Exception as exc:  # e.g. the startup check failed: one line, exit non-zero
+        logger.error("the operator stopped: %s: %s", type(exc).__name__, exc)
+        logger.debug("where it happened", exc_info=True)
         return EXIT_FAILED
     finally:
         server.stop()
@@ -121,11 +124,15 @@ def main() -> int:
     """``python -m heartbeat_operator [NAMESPACE]...``: settings and logging, then ``run``."""
     try:
         settings = load_settings()
+        logs.configure(settings)
     except SettingsError as exc:
         print(f"heartbeat: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    logs.configure(settings)
-    return run(settings, namespaces=sys.argv[1:] or None)
+    try:
+        return run(settings, namespaces=sys.argv[1:] or None)
+    except HeartbeatError as exc:  # e.g. METRICS_PORT is busy: one line, as heartbeat's own
+        logger.error("the operator cannot start: %s", exc)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

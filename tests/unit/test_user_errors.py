@@ -231,3 +231,73 @@ def test_metrics_port_0_picks_a_free_port_and_logs_it(caplog):
         assert f"on port {server.port}" in caplog.text
     finally:
         server.stop()
+
+
+# --- the operator started on its own (python -m heartbeat_operator) ---------------------------
+
+
+class _Connections:
+    """Stands in for ``Kube.connect``: counts connections and closes."""
+
+    def __init__(self) -> None:
+        self.opened = 0
+        self.closed = 0
+
+    def connect(self) -> _Connections:
+        self.opened += 1
+        return self
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def test_the_operator_on_a_busy_metrics_port_is_one_line_naming_it_and_exits_1(busy_port, tmp_path):
+    environment = {"METRICS_HOST": "127.0.0.1", "METRICS_PORT": str(busy_port)}
+    done = subprocess.run(
+        [sys.executable, "-m", "heartbeat_operator"],
+        env={k: v for k, v in os.environ.items() if not _is_setting(k)} | environment,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 1
+    assert f"METRICS_PORT {busy_port} is already in use on 127.0.0.1" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_operator_on_a_busy_metrics_port_connects_to_nothing(busy_port, monkeypatch):
+    from heartbeat.errors import MetricsPortUnavailable
+    from heartbeat_operator import __main__ as operator_main
+
+    kube = _Connections()
+    monkeypatch.setattr(operator_main.Kube, "connect", kube.connect)
+    monkeypatch.setenv("METRICS_HOST", "127.0.0.1")
+    monkeypatch.setenv("METRICS_PORT", str(busy_port))
+    with pytest.raises(MetricsPortUnavailable):
+        operator_main.run(load_settings())
+    assert kube.opened == kube.closed
+
+
+def test_the_operator_stopping_on_an_error_logs_one_line_without_a_traceback(monkeypatch, caplog):
+    import kopf
+
+    from heartbeat_operator import __main__ as operator_main
+
+    def failing_run(**_: object) -> None:
+        raise RuntimeError("the startup check failed")
+
+    kube = _Connections()
+    monkeypatch.setattr(operator_main.Kube, "connect", kube.connect)
+    monkeypatch.setattr(kopf, "run", failing_run)
+    monkeypatch.setenv("METRICS_HOST", "127.0.0.1")
+    monkeypatch.setenv("METRICS_PORT", "0")
+    caplog.set_level("INFO")
+    assert operator_main.run(load_settings()) == 1
+    errors = [record for record in caplog.records if record.levelname == "ERROR"]
+    assert [record.getMessage() for record in errors] == [
+        "the operator stopped: RuntimeError: the startup check failed"
+    ]
+    assert "Traceback" not in caplog.text
+    assert kube.closed == 1
