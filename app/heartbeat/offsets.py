@@ -3,7 +3,8 @@
 The consumers resume each partition from ``consumer_offsets`` in PostgreSQL, so that is
 what a reset changes (Kafka's own ``kafka-consumer-groups --reset-offsets`` moves only the
 offsets committed to Kafka, which the consumers do not read). The group's committed
-offsets in Kafka are set to the same values afterwards, so Kafka's lag tools agree.
+offsets in Kafka are set to the same values afterwards, so Kafka's lag tools agree; when
+that fails, the moves (already made) are shown with one line saying Kafka's were not, exit 1.
 
 A reset is refused while the group has members: a running consumer would go on from
 where it is and store its own positions over the new ones. ``--dry-run`` shows the plan.
@@ -12,6 +13,7 @@ where it is and store its own positions over the new ones. ``--dry-run`` shows t
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,12 +21,14 @@ from typing import Literal, TextIO
 
 from tabulate import tabulate
 
-from heartbeat.errors import GroupActive
+from heartbeat.errors import GroupActive, KafkaUnavailable
 from heartbeat.kafka import GroupAdmin, Partition
 from heartbeat.lag import SELECT_STORED, stored_positions
 from heartbeat.store import Store
 
-EXIT_OK = 0
+logger = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FAILED = 0, 1
 
 # Unlike the consumers' upsert, this one may move a position back.
 UPSERT_RESET = """
@@ -141,6 +145,17 @@ def reset(
             "offsets": [m.new for m in moves],
         }
         store.execute([(UPSERT_RESET, params)])
-        admin.commit(group, {Partition(topic, m.partition): m.new for m in moves})
+        try:
+            admin.commit(group, {Partition(topic, m.partition): m.new for m in moves})
+        except KafkaUnavailable as exc:
+            # The consumers' positions have moved already: show them, and say what did not.
+            print(render(group, topic, target, moves, dry_run=False, as_json=as_json), file=out)
+            logger.error(
+                "PostgreSQL was reset, so the consumers resume from the new offsets above; "
+                "the committed offsets in Kafka were not, so Kafka's lag tools show the old "
+                "ones until the consumers commit (run the reset again to set them): %s",
+                exc,
+            )
+            return EXIT_FAILED
     print(render(group, topic, target, moves, dry_run=dry_run, as_json=as_json), file=out)
     return EXIT_OK

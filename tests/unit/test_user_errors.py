@@ -301,3 +301,74 @@ def test_the_operator_stopping_on_an_error_logs_one_line_without_a_traceback(mon
     ]
     assert "Traceback" not in caplog.text
     assert kube.closed == 1
+
+
+# --- offsets reset when Kafka fails half way ---------------------------------------------------
+
+
+class _Offsets:
+    """The consumer_offsets rows of one group: what ``heartbeat offsets reset`` reads and writes."""
+
+    def __init__(self) -> None:
+        self.written: list[object] = []
+
+    def __enter__(self) -> _Offsets:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        pass
+
+    def query(self, _sql: str, _params: object) -> list[dict[str, object]]:
+        from datetime import UTC, datetime
+
+        return [{"partition": 0, "next_offset": 70, "updated_at": datetime.now(UTC)}]
+
+    def execute(self, statements: list[tuple[str, dict[str, object]]]) -> None:
+        self.written.extend(params["offsets"] for _, params in statements)
+
+
+class _AdminThatCannotCommit:
+    def __init__(self, _settings: object) -> None:
+        pass
+
+    def group(self, _group: str):
+        from heartbeat.kafka import GroupState
+
+        return GroupState("EMPTY", 0)
+
+    def partitions(self, topic: str):
+        from heartbeat.kafka import Partition
+
+        return [Partition(topic, 0), Partition(topic, 1)]
+
+    def log_bounds(self, partitions):
+        return {p: (10, 100) for p in partitions}
+
+    def commit(self, group: str, _offsets: object) -> None:
+        from heartbeat.errors import KafkaUnavailable
+
+        raise KafkaUnavailable(
+            f"Kafka at k:9092 (KAFKA_BOOTSTRAP_SERVERS): cannot commit offsets of group {group}"
+        )
+
+
+def test_a_reset_that_kafka_cannot_commit_shows_the_moves_and_says_only_postgresql_moved(
+    monkeypatch, capsys, logging_as_it_was
+):
+    import heartbeat.kafka
+    import heartbeat.store
+
+    store = _Offsets()
+    monkeypatch.setattr(heartbeat.store, "Store", lambda *_, **__: store)
+    monkeypatch.setattr(heartbeat.kafka, "GroupAdmin", _AdminThatCannotCommit)
+    assert main(["offsets", "reset", "--to-earliest", "--group", "g"]) == 1
+    assert store.written == [[10, 10]]
+    out, err = capsys.readouterr()
+    assert out.startswith("group g, topic heartbeats: moved to earliest\n")
+    rows = [line.split()[:3] for line in out.splitlines()[3:]]
+    assert rows == [["0", "70", "10"], ["1", "-", "10"]]
+    [error] = err.splitlines()
+    assert "ERROR" in error
+    assert "PostgreSQL was reset, so the consumers resume from the new offsets" in error
+    assert "the committed offsets in Kafka were not" in error
+    assert error.endswith("KAFKA_BOOTSTRAP_SERVERS): cannot commit offsets of group g")
