@@ -203,6 +203,15 @@ class Release:
             self.kube, f"{job} succeeded", done, seconds
         )
 
+    def wait_flowing(self, batch: Batch, seconds: float = 180) -> None:
+        """Waits until the first readings of the batch are stored: it is in flight from here."""
+        wait_until(
+            self.kube,
+            f"the first readings of batch {batch.name} stored",
+            lambda: self.stored_count(batch) > 0,
+            seconds,
+        )
+
     def stored_count(self, batch: Batch) -> int:
         first, last = batch.customer_ids.start, batch.customer_ids.stop - 1
         return self.db.count(

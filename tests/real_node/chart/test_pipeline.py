@@ -119,12 +119,7 @@ def test_readyz_takes_a_consumer_out_while_postgresql_is_scaled_to_zero(release:
     restarts = _restarts(release, pod)
     batch = Batch("outage", first_customer=20_001, customers=20, rounds=60, rate=PACED, start=START)
     release.send(batch)
-    wait_until(
-        release.kube,
-        "the outage batch's first rows stored",
-        lambda: release.stored_count(batch) > 0,
-        180,
-    )
+    release.wait_flowing(batch)
 
     release.kube.kubectl("scale", "deployment/postgresql", "--replicas=0")
     wait_until(
@@ -165,6 +160,7 @@ def test_scaling_consumers_1_to_3_to_1_with_helm_upgrade_under_load_loses_and_do
     release.wait_consumers(1)
     up = Batch("scale-up", first_customer=30_001, customers=20, rounds=60, rate=PACED, start=START)
     release.send(up)
+    release.wait_flowing(up)
     release.upgrade("consumer.replicas=3")
     three = release.wait_consumers(3)
     # The three really share the partitions: each owns some.
@@ -179,6 +175,7 @@ def test_scaling_consumers_1_to_3_to_1_with_helm_upgrade_under_load_loses_and_do
         "scale-down", first_customer=40_001, customers=20, rounds=60, rate=PACED, start=START
     )
     release.send(down)
+    release.wait_flowing(down)
     release.upgrade("consumer.replicas=1")
     release.wait_consumers(1)
     for batch in (up, down):
@@ -190,9 +187,7 @@ def test_deleting_a_consumer_pod_mid_stream_loses_and_doubles_nothing(release: R
     (pod,) = release.wait_consumers(1)
     batch = Batch("delete", first_customer=50_001, customers=20, rounds=60, rate=PACED, start=START)
     release.send(batch)
-    wait_until(
-        release.kube, "the batch's first rows stored", lambda: release.stored_count(batch) > 0, 180
-    )
+    release.wait_flowing(batch)
     release.kube.kubectl("delete", "pod", pod, "--timeout=120s", timeout=150)
     (replacement,) = release.wait_consumers(1)
     assert replacement != pod
