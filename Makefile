@@ -168,8 +168,8 @@ lint: install ## ruff, mypy and the import-layering contracts
 	$(VENV)/bin/lint-imports
 
 .PHONY: bench
-bench: install system-deps ## Benchmark: end-to-end readings/s against a naive row-at-a-time writer, and the drain rate partitioned vs one table
-	$(PY) -m tests.benchmarks.pipeline_throughput
+bench: install system-deps ## Benchmark: the consumer draining a 1M backlog against the PostgreSQL ceiling and a naive writer (readings/s, CPU, RSS), the producer against a bare loop, p99 latency at 10k/s (BENCH_ARGS="--readings N --scale")
+	$(PY) -m tests.benchmarks.pipeline_throughput $(BENCH_ARGS)
 
 .PHONY: bench-storage
 bench-storage: install system-deps ## Benchmark storage: a batch's write cost, then 100M readings built in SQL, every panel and stats query timed, a day dropped

@@ -1,46 +1,61 @@
-"""End-to-end throughput of the pipeline against a naive writer, on the same data, in one run.
+"""The consumer beside the ceiling PostgreSQL sets, and the producer beside a bare loop, in one run.
 
-    python -m tests.benchmarks.pipeline_throughput [--readings 20000] [--customers 200]
+    python -m tests.benchmarks.pipeline_throughput [--readings 1000000] [--customers 10000]
+        [--naive-seconds 15] [--latency-seconds 20] [--scale]
 
-Starts its own Kafka and PostgreSQL (local processes, in a temporary folder),
-then measures, on one set of generated readings:
+Starts its own Kafka and PostgreSQL (local processes, in a temporary folder), then:
 
-* pipeline: produce the readings (idempotent producer, unpaced) while the real
-  consumer validates, dead-letters, and stores them with batched binary COPY,
-  committing rows and offsets together; the clock stops when every offset is
-  stored.
-* drain: the real consumer again, in a group of its own, reading the whole topic
-  from the start, into a database whose ``heartbeats`` is partitioned by day
-  (partitions made by ``heartbeat maintain``, as shipped) and into one where it is a
-  single table, alternately, twice each (the best of each is kept); the clock runs
-  from the first stored offset to the last.
-* naive: a consumer of the same topic (its own group, its own database) that
-  validates and then INSERTs and COMMITs one row per message.
+* producer: a bare confluent-kafka loop (``produce`` and ``poll(0)``, idempotent,
+  ``acks=all``, as ``heartbeat produce`` sets them) loads the backlog of generated
+  payloads, made beforehand; ``heartbeat produce``'s own path (``ProducerApp``, unpaced,
+  generating its readings as it goes) sends ``--producer-readings`` to a topic of its own.
+* ceiling: PostgreSQL alone, no Kafka: the readings decoded and packed beforehand, then
+  binary COPY -> staging -> ``INSERT ... ON CONFLICT`` with the offsets, 20,000 readings
+  per transaction (the consumer's own statements, through ``Store.write_rows``).
+* consumer, defaults (and with batches of 20,000): ``heartbeat consume``, a process of its
+  own, drains the backlog into an empty database; readings/s from its first stored
+  offset to its last, its CPU (user + system, every thread) over the same span per
+  reading, and its peak RSS (``VmHWM``).
+* naive: consume, validate, then INSERT and COMMIT one row per message, for
+  ``--naive-seconds``.
+* latency: readings stamped with the wall clock as they are sent, paced at 10,000 a
+  second for ``--latency-seconds`` (a bare loop: the generator's rounds share one stamp,
+  which would count the time to generate a round as latency), and a consumer with
+  defaults; the p99 of the consumer's own event-to-stored histogram.
+* ``--scale``: two and three consumer processes in one group draining the backlog.
 
-It prints readings/s for each and their ratios. The machine is shared, so read
-the ratios, not the absolute figures; nothing here asserts a threshold.
+It prints the machine's load average at the start and the end. The machine is shared:
+read the ratios, measured in the same run, rather than the absolute figures. Nothing
+here asserts a threshold.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import re
+import socket
+import subprocess
+import sys
 import tempfile
-import threading
 import time
+import urllib.request
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
+from confluent_kafka import Producer
 
-from heartbeat.consumer import ConsumerApp
+from heartbeat.batch import Batch, Columns
 from heartbeat.generator import ReadingGenerator
-from heartbeat.kafka import DeliveryReport, KafkaConsumer, KafkaProducer, ensure_topics
+from heartbeat.kafka import KafkaConsumer, ensure_topics
 from heartbeat.maintain import Maintainer
-from heartbeat.metrics import ConsumerMetrics, new_registry
-from heartbeat.server import Health
+from heartbeat.reading_rows import pack_rows
 from heartbeat.settings import Settings
 from heartbeat.store import Store
+from heartbeat.types import Partition
 from heartbeat.validation import Reading, validate
 from heartbeat_localstack.kafka import KafkaBroker
 from heartbeat_localstack.postgres import PostgresServer
@@ -48,34 +63,21 @@ from tests.integration.pipeline import create_database
 
 logger = logging.getLogger("benchmark")
 
-# The shipped schema with heartbeats as one table again (same columns, constraints and
-# indexes); the views reading it are not needed to store readings.
-UNPARTITION = """
-DROP VIEW heartbeat_hours_live;
-DROP VIEW heartbeat_fleet_minutes_live;
-DROP VIEW heartbeat_minutes_live;
-ALTER TABLE heartbeats RENAME TO heartbeats_partitioned;
-CREATE TABLE heartbeats (LIKE heartbeats_partitioned INCLUDING ALL);
-DROP TABLE heartbeats_partitioned;
-"""
+ROOT = Path(__file__).resolve().parents[2]
+CEILING_BATCH = 20_000
+LIVE_RATE = 10_000
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def load() -> str:
+    return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
 
 
 def partitioned_database(admin: str, name: str, settings: Settings) -> str:
+    """A migrated database whose daily partitions ``heartbeat maintain`` made, as shipped."""
     conninfo = create_database(admin, name)
     with Store(conninfo, max_size=2) as store:
         Maintainer(store, settings).run()
-    return conninfo
-
-
-def unpartitioned_database(admin: str, name: str) -> str:
-    conninfo = create_database(admin, name)
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(UNPARTITION)
-        row = conn.execute(
-            "SELECT count(*) FROM pg_indexes WHERE tablename = 'heartbeats'"
-        ).fetchone()
-    if not row or row[0] != 3:  # the key, the BRIN on ts, the partial one on anomalies
-        raise SystemExit(f"the single heartbeats table has {row} indexes, not 3")
     return conninfo
 
 
@@ -88,85 +90,199 @@ def stored_total(conninfo: str, group: str) -> int:
     return int(row[0]) if row else 0
 
 
-def produce(settings: Settings, payloads: list[tuple[bytes, bytes]]) -> float:
-    failures: list[str] = []
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
-    def delivered(report: DeliveryReport) -> None:
-        if report.error:
-            failures.append(report.error)
 
+# --- processes -----------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def spawn(
+    command: str,
+    settings: Settings,
+    conninfo: str,
+    stderr: int | None = None,
+    **env: str,
+) -> subprocess.Popen[bytes]:
+    """``heartbeat COMMAND`` as a process of its own, from ``--consumer-code`` if given."""
+    variables = os.environ | {
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "KAFKA_TOPIC": settings.kafka_topic,
+        "KAFKA_DLQ_TOPIC": settings.kafka_dlq_topic,
+        "KAFKA_CONSUMER_GROUP": settings.kafka_consumer_group,
+        "KAFKA_AUTO_OFFSET_RESET": "earliest",
+        "DATABASE_URL": conninfo,
+        "METRICS_PORT": "0",
+        "LOG_LEVEL": "WARNING",
+        **env,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "heartbeat", command], env=variables, cwd=ROOT, stderr=stderr
+    )
+
+
+@dataclass
+class Drain:
+    rate: float  # readings/s
+    cpu_us: float  # per reading, every process
+    rss_mb: float  # the largest peak RSS of the processes
+
+
+def drain(
+    settings: Settings, conninfo: str, expected: int, processes: int = 1, **env: str
+) -> Drain:
+    """Consumer processes drain the backlog; measured from their first stored offset."""
+    group = settings.kafka_consumer_group
+    children = [spawn("consume", settings, conninfo, **env) for _ in range(processes)]
+    try:
+        while (first := stored_total(conninfo, group)) == 0:
+            if any(c.poll() is not None for c in children):
+                raise SystemExit("a consumer exited before storing anything")
+            time.sleep(0.01)
+        started, cpu = time.perf_counter(), sum(cpu_seconds(c.pid) for c in children)
+        while (done := stored_total(conninfo, group)) < expected:
+            if any(c.poll() is not None for c in children):
+                raise SystemExit("a consumer exited before the end of the backlog")
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - started
+        cpu = sum(cpu_seconds(c.pid) for c in children) - cpu
+        rss = max(peak_rss_mb(c.pid) for c in children)
+    finally:
+        for child in children:
+            child.terminate()
+        for child in children:
+            child.wait(60)
+    readings = max(1, done - first)
+    return Drain(readings / elapsed, cpu / readings * 1e6, rss)
+
+
+# --- producing -----------------------------------------------------------------------
+
+
+def payloads(customers: int, count: int) -> list[tuple[bytes, bytes]]:
+    generator = ReadingGenerator(customers=customers, seed=2026)
+    stream = generator.rounds()
+    return [(r.key(), r.to_json()) for r in (next(stream) for _ in range(count))]
+
+
+def bare_loop(settings: Settings, topic: str, messages: list[tuple[bytes, bytes]]) -> float:
+    """Readings/s of a bare confluent-kafka loop over ready payloads, the same settings."""
+    producer = Producer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 20,
+            "compression.type": settings.kafka_compression,
+        }
+    )
     started = time.perf_counter()
-    producer = KafkaProducer(settings, on_delivery=delivered)
-    for key, value in payloads:
-        producer.produce(settings.kafka_topic, key, value)
+    for key, value in messages:
+        while True:
+            try:
+                producer.produce(topic, value, key)
+                break
+            except BufferError:
+                producer.poll(0.05)
         producer.poll(0)
-    if producer.flush(120) or failures:
-        raise SystemExit(f"produce failed: {failures[:1]}")
-    return time.perf_counter() - started
+    if producer.flush(120):
+        raise SystemExit("the bare loop could not deliver everything")
+    return len(messages) / (time.perf_counter() - started)
 
 
-def run_pipeline(settings: Settings, conninfo: str, payloads: list[tuple[bytes, bytes]]) -> float:
-    store = Store(conninfo, max_size=2)
-    store.open()
-    app = ConsumerApp(
+def produce_app(settings: Settings, count: int) -> float:
+    """Readings/s of ``heartbeat produce`` (its own process, generating its readings, unpaced),
+    from its own closing line: the time of its loop, not of its start."""
+    child = spawn(
+        "produce",
         settings,
-        store=store,
-        metrics=ConsumerMetrics(new_registry(process_collectors=False)),
-        health=Health(("kafka", "postgres"), 600),
+        "",
+        PRODUCER_COUNT=str(count),
+        PRODUCER_RATE="0",
+        PRODUCER_CUSTOMERS=str(settings.producer_customers),
+        LOG_LEVEL="INFO",
+        LOG_FORMAT="text",
+        stderr=subprocess.PIPE,
     )
-    thread = threading.Thread(target=app.run, daemon=True)
-    thread.start()
-    time.sleep(3)  # join the group before the clock starts
-    started = time.perf_counter()
-    produce(settings, payloads)
-    while stored_total(conninfo, settings.kafka_consumer_group) < len(payloads):
-        time.sleep(0.05)
-    elapsed = time.perf_counter() - started
-    app.request_stop()
-    thread.join(60)
-    store.close()
-    return elapsed
+    _, err = child.communicate(timeout=1200)
+    found = re.search(rb"sent (\d+) messages in ([\d.]+)s; delivered (\d+)", err)
+    if child.returncode != 0 or found is None or int(found[3]) != count:
+        raise SystemExit(f"heartbeat produce failed: {err.decode(errors='replace')[-2000:]}")
+    return count / float(found[2])
 
 
-def run_drain(settings: Settings, conninfo: str, expected: int) -> float:
-    """Seconds per reading stored while the consumer drains a full topic; from the first
-    stored offset (after it joined the group) to the last."""
-    store = Store(conninfo, max_size=2)
-    store.open()
-    app = ConsumerApp(
-        settings,
-        store=store,
-        metrics=ConsumerMetrics(new_registry(process_collectors=False)),
-        health=Health(("kafka", "postgres"), 600),
-    )
-    thread = threading.Thread(target=app.run, daemon=True)
-    thread.start()
-    while (first := stored_total(conninfo, settings.kafka_consumer_group)) == 0:
-        time.sleep(0.01)
-    started = time.perf_counter()
-    while stored_total(conninfo, settings.kafka_consumer_group) < expected:
-        time.sleep(0.02)
-    elapsed = time.perf_counter() - started
-    app.request_stop()
-    thread.join(60)
-    store.close()
-    return elapsed / max(1, expected - first)
+# --- PostgreSQL alone ------------------------------------------------------------------
 
 
-def run_naive(settings: Settings, conninfo: str, expected: int) -> float:
-    """Validate, then INSERT and COMMIT one row per message (keeps no offsets at all)."""
+class _Ready:
+    """A payload as the consumer's batch reads a message."""
+
+    __slots__ = ("_offset", "_value")
+
+    def __init__(self, offset: int, value: bytes) -> None:
+        self._offset, self._value = offset, value
+
+    def topic(self) -> str:
+        return "ceiling"
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+    def value(self) -> bytes:
+        return self._value
+
+
+def ceiling(conninfo: str, messages: list[tuple[bytes, bytes]]) -> float:
+    """Readings/s PostgreSQL takes through the consumer's statements, decoded beforehand."""
+    prepared: list[tuple[bytes, Columns, int]] = []
+    partition = Partition("ceiling", 0)
+    for start in range(0, len(messages), CEILING_BATCH):
+        batch = Batch(timedelta(minutes=5))
+        chunk = messages[start : start + CEILING_BATCH]
+        batch.add(
+            [_Ready(start + i, v) for i, (_, v) in enumerate(chunk)], {partition}, datetime.now(UTC)
+        )
+        columns = batch.columns()
+        data = pack_rows(columns.customer_ids, columns.micros, columns.heart_rates)
+        prepared.append((data, columns, batch.next_offsets()[partition]))
+    stored = 0
+    with Store(conninfo, max_size=1) as store:
+        started = time.perf_counter()
+        for data, columns, offset in prepared:
+            stored += store.write_rows("ceiling", data, columns, {partition: offset}).stored
+        elapsed = time.perf_counter() - started
+    return stored / elapsed
+
+
+def naive(settings: Settings, conninfo: str, seconds: float) -> float:
+    """Readings/s of validate, then INSERT and COMMIT one row per message (no offsets)."""
     store = Store(conninfo, max_size=1)
     store.open()
-    seen = 0
-    # New partitions arrive paused; this baseline keeps no offsets, so it reads at once.
     consumer = KafkaConsumer(
         settings,
         on_assign=lambda parts: consumer.resume(parts),
         on_revoke=lambda parts, lost: None,
     )
     consumer.subscribe([settings.kafka_topic])
-    started = None
-    while seen < expected:
+    seen, started = 0, None
+    while started is None or time.perf_counter() - started < seconds:
         for record in consumer.poll_batch(1, 1.0):
             started = started or time.perf_counter()
             verdict = validate(
@@ -175,27 +291,119 @@ def run_naive(settings: Settings, conninfo: str, expected: int) -> float:
             if isinstance(verdict, Reading):
                 store.write_one(verdict)
             seen += 1
-    elapsed = time.perf_counter() - (started or time.perf_counter())
+    elapsed = time.perf_counter() - started
     consumer.close()
     store.close()
-    return elapsed
+    return seen / elapsed
+
+
+# --- latency ---------------------------------------------------------------------------
+
+
+def offer(settings: Settings, rate: int, seconds: float) -> float:
+    """Send readings stamped with the wall clock at ``rate`` a second; the rate achieved."""
+    producer = Producer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+        }
+    )
+    count = int(rate * seconds)
+    started = time.perf_counter()
+    for i in range(count):
+        due = started + i / rate
+        while (now := time.perf_counter()) < due:
+            time.sleep(min(due - now, 0.001))
+        stamp = datetime.now(UTC).isoformat(timespec="microseconds")
+        customer = i % 1000 + 1
+        value = b'{"customer_id":%d,"timestamp":"%s","heart_rate":%d}' % (
+            customer,
+            stamp.encode(),
+            60 + i % 40,
+        )
+        while True:
+            try:
+                producer.produce(settings.kafka_topic, value, b"%d" % customer)
+                break
+            except BufferError:
+                producer.poll(0.01)
+        producer.poll(0)
+    producer.flush(60)
+    return count / (time.perf_counter() - started)
+
+
+def p99_latency(
+    settings: Settings, conninfo: str, seconds: float
+) -> tuple[float, float, int, float]:
+    """The consumer's p99 event-to-stored (s), the share within 250 ms, how many, the rate."""
+    port = free_port()
+    child = spawn("consume", settings, conninfo, METRICS_PORT=str(port))
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2):
+                    break
+            except OSError:
+                time.sleep(0.2)
+        offered = offer(settings, LIVE_RATE, seconds)
+        time.sleep(2)  # the last batch
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+    finally:
+        child.terminate()
+        child.wait(60)
+    buckets = []
+    for line in text.splitlines():
+        if line.startswith("heartbeat_event_to_stored_seconds_bucket"):
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float(bound), float(line.rsplit(" ", 1)[1])))
+    total = buckets[-1][1]
+    within = next(count for bound, count in buckets if bound == 0.25)
+    below, previous = 0.0, 0.0
+    p99 = float("inf")
+    for bound, count in buckets:
+        if count >= 0.99 * total:
+            share = (0.99 * total - below) / max(1.0, count - below)
+            p99 = previous + (bound - previous) * share
+            break
+        below, previous = count, bound
+    return p99, within / max(1.0, total), int(total), offered
+
+
+# --- the table -------------------------------------------------------------------------
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--readings", type=int, default=20_000)
-    parser.add_argument("--customers", type=int, default=200)
-    parser.add_argument("--batch", type=int, default=5000, help="consumer batch size")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-
-    generator = ReadingGenerator(customers=args.customers, seed=2026)
-    stream = generator.rounds(
-        start=datetime.now(UTC) - timedelta(hours=2), step=timedelta(milliseconds=100)
+    parser.add_argument("--readings", type=int, default=1_000_000)
+    parser.add_argument("--customers", type=int, default=10_000)
+    parser.add_argument(
+        "--producer-readings",
+        type=int,
+        default=200_000,
+        help="readings heartbeat produce sends to a topic of their own",
     )
-    payloads = [(r.key(), r.to_json()) for r in (next(stream) for _ in range(args.readings))]
+    parser.add_argument("--naive-seconds", type=float, default=15.0)
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument("--scale", action="store_true", help="also 2 and 3 consumer processes")
+    parser.add_argument(
+        "--consumer-code",
+        type=Path,
+        help="run heartbeat consume and produce from this folder's heartbeat package (another "
+        "checkout's app/), to compare two versions on the same machine",
+    )
+    args = parser.parse_args()
+    if args.consumer_code is not None:
+        os.environ["PYTHONPATH"] = str(args.consumer_code.resolve())
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    at_start = load()
+    n = args.readings
+    rows: list[tuple[str, str, str, str, str]] = []
 
     with tempfile.TemporaryDirectory(prefix="heartbeat-bench-") as tmp:
         broker = KafkaBroker(Path(tmp) / "kafka")
@@ -209,51 +417,90 @@ def main() -> None:
                 kafka_bootstrap_servers=broker.bootstrap_servers,
                 kafka_topic="bench",
                 kafka_dlq_topic="bench.dlq",
-                consumer_batch_max_messages=args.batch,
-                consumer_batch_max_wait_seconds=0.2,
+                producer_customers=args.customers,
                 metrics_port=0,
             )
-            ensure_topics(base, [base.kafka_topic, base.kafka_dlq_topic])
-            pipeline = base.model_copy(update={"kafka_consumer_group": "bench-pipeline"})
-            naive = base.model_copy(update={"kafka_consumer_group": "bench-naive"})
-
-            pipeline_seconds = run_pipeline(
-                pipeline,
-                partitioned_database(database.conninfo, "bench_pipeline", pipeline),
-                payloads,
+            ensure_topics(base, ["bench", "bench.dlq", "bench-produce", "bench-live"])
+            ready = payloads(args.customers, n)
+            bare_rate = bare_loop(base, "bench", ready)  # the backlog
+            produced = min(n, args.producer_readings)
+            produce_rate = produce_app(
+                base.model_copy(update={"kafka_topic": "bench-produce"}), produced
             )
-            # Alternated, twice each, the best kept: the machine is shared.
-            drains: dict[str, float] = {}
-            for round_ in range(2):
-                for label, make in (
-                    ("by day", lambda name: partitioned_database(database.conninfo, name, base)),
-                    ("one table", lambda name: unpartitioned_database(database.conninfo, name)),
-                ):
-                    name = f"bench_{label.replace(' ', '_')}_{round_}"
-                    group = base.model_copy(update={"kafka_consumer_group": name})
-                    seconds = run_drain(group, make(name), len(payloads))
-                    drains[label] = min(drains.get(label, seconds), seconds)
-            naive_seconds = run_naive(
-                naive, create_database(database.conninfo, "bench_naive"), len(payloads)
+
+            admin = database.conninfo
+            ceiling_rate = ceiling(partitioned_database(admin, "bench_ceiling", base), ready)
+            del ready
+
+            def row(label: str, rate: float, cpu: float | None, rss: float | None) -> None:
+                rows.append(
+                    (
+                        label,
+                        f"{rate:,.0f}",
+                        f"{rate / ceiling_rate:.2f}x",
+                        "-" if cpu is None else f"{cpu:.1f} us",
+                        "-" if rss is None else f"{rss:.0f} MB",
+                    )
+                )
+
+            row("PostgreSQL ceiling (no Kafka, 20k per transaction)", ceiling_rate, None, None)
+            runs = [("heartbeat consume, defaults", 1, {})]
+            runs.append(
+                ("heartbeat consume, batch 20,000", 1, {"CONSUMER_BATCH_MAX_MESSAGES": "20000"})
+            )
+            if args.scale:
+                runs += [("2 consumer processes", 2, {}), ("3 consumer processes", 3, {})]
+            for i, (label, processes, env) in enumerate(runs):
+                name = f"bench_drain_{i}"
+                group = base.model_copy(update={"kafka_consumer_group": name})
+                result = drain(group, partitioned_database(admin, name, base), n, processes, **env)
+                row(label, result.rate, result.cpu_us, result.rss_mb)
+            naive_group = base.model_copy(update={"kafka_consumer_group": "bench-naive"})
+            naive_rate = naive(
+                naive_group, partitioned_database(admin, "bench_naive", base), args.naive_seconds
+            )
+            row(
+                f"naive writer (INSERT + COMMIT per message, {args.naive_seconds:g} s)",
+                naive_rate,
+                None,
+                None,
+            )
+
+            live = base.model_copy(
+                update={"kafka_topic": "bench-live", "kafka_consumer_group": "bench-live"}
+            )
+            p99, within, observed, offered = p99_latency(
+                live, partitioned_database(admin, "bench_live", base), args.latency_seconds
             )
         finally:
             broker.stop()
             database.stop()
 
-    n = len(payloads)
-    pipeline_rate, naive_rate = n / pipeline_seconds, n / naive_seconds
-    print(f"readings: {n} ({args.customers} customers), consumer batch: {args.batch}")
-    for label, seconds, rate in (
-        ("pipeline (produce + consume + batched COPY + commit)", pipeline_seconds, pipeline_rate),
-        ("naive    (consume + INSERT/COMMIT per message)", naive_seconds, naive_rate),
-    ):
-        print(f"{label:54} {seconds:8.2f} s {rate:10.0f} readings/s")
-    for label, per_reading in drains.items():
-        name = f"drain    (heartbeats {label}, from a full topic)"
-        print(f"{name:54} {per_reading * n:8.2f} s {1 / per_reading:10.0f} readings/s")
-    print(f"ratio pipeline / naive: {pipeline_rate / naive_rate:.1f}x")
-    ratio = drains["one table"] / drains["by day"]
-    print(f"ratio drain partitioned by day / one table: {ratio:.2f}x")
+    width = max(len(r[0]) for r in rows)
+    print(
+        f"\nreadings: {n:,} ({args.customers:,} customers, 6 partitions); {at_start} at the start"
+    )
+    writer, rate_, ratio_, cpu_, rss_ = (
+        "writer",
+        "readings/s",
+        "x ceiling",
+        "CPU/reading",
+        "peak RSS",
+    )
+    print(f"| {writer:{width}} | {rate_:>10} | {ratio_:>9} | {cpu_:>11} | {rss_:>8} |")
+    print(f"| {'-' * width} | {'-' * 9}: | {'-' * 8}: | {'-' * 10}: | {'-' * 7}: |")
+    for label, rate, ratio, cpu, rss in rows:
+        print(f"| {label:{width}} | {rate:>10} | {ratio:>9} | {cpu:>11} | {rss:>8} |")
+    print(
+        f"\nproducer: heartbeat produce {produce_rate:,.0f} readings/s ({produced:,}, generating "
+        f"them), bare confluent-kafka loop {bare_rate:,.0f} readings/s (ready payloads): "
+        f"{produce_rate / bare_rate:.2f}x"
+    )
+    print(
+        f"latency at {offered:,.0f} readings/s offered for {args.latency_seconds:g} s: p99 "
+        f"event-to-stored {p99 * 1000:.0f} ms, {within:.1%} of {observed:,} within 250 ms"
+    )
+    print(f"{load()} at the end")
 
 
 if __name__ == "__main__":
