@@ -92,3 +92,21 @@ def test_producer_metrics_register_on_their_own_registry():
         )
         == 1
     )
+
+
+def test_the_readme_metrics_table_lists_every_metric_the_producer_and_consumer_serve():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("\n### Metrics\n", 1)[1].split("\n## ", 1)[0]
+    documented = {
+        line.split("`")[1].split("{")[0] for line in section.splitlines() if line.startswith("| `")
+    }
+    served = set()
+    for metrics in (ProducerMetrics, ConsumerMetrics):
+        registry = new_registry(process_collectors=False)
+        metrics(registry)
+        for family in registry.collect():
+            suffix = {"counter": "_total", "info": "_info"}.get(family.type, "")
+            served.add(family.name + suffix)
+    assert sorted(served - documented) == []
