@@ -11,8 +11,9 @@ The model, per customer:
   in and out over a minute;
 * episodes the consumer flags: intense activity above 180 bpm (``high``) and, a quarter as
   often, bradycardia below 45 bpm (``low``), a few minutes each; together they take the
-  customer's own anomaly rate of its readings, drawn once around ``anomaly_rate`` (from 0
-  to twice it), so some customers are flagged far more often than others;
+  customer's own anomaly rate of its readings, drawn once from the widest range centred on
+  ``anomaly_rate`` within 0 and 1 (0 to twice it, up to 0.5), so some customers are flagged
+  far more often than others;
 * a ``spike_probability`` chance per reading of a +-40 bpm movement artifact, outside the
   flagged episodes and kept within 46-178 bpm, so it never makes a flag by itself;
 * an ``invalid_rate`` share of sensor faults: readings outside the valid 30-220 bpm band

@@ -254,7 +254,8 @@ class Settings(SettingsBase):
         le=1,
         description="Average share of readings taken in episodes the consumer flags: above "
         "180 bpm (high) and, a fifth of them, below 45 bpm (low); each customer's own rate is "
-        "drawn between 0 and twice this. A HeartbeatSimulation's anomalyRate sets it.",
+        "drawn from the widest range centred on this within 0 and 1 (0 to twice this, up to "
+        "0.5). A HeartbeatSimulation's anomalyRate sets it.",
     )
     producer_invalid_rate: float = Field(
         0.005,
