@@ -7,7 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest_plugins = ["tests.services"]
+# The services of the integration tests, and the local control plane as `kube_cluster`
+# (started, or built with HEARTBEAT_BUILD_CLUSTER=1, by the first test that needs it).
+pytest_plugins = ["tests.services", "heartbeat_localstack.cluster.fixtures"]
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 """Fixtures of the chart's tests on the local control plane.
 
-The cluster itself is ``kube_cluster`` from ``heartbeat_localstack.cluster.fixtures``,
-which every test module here loads with ``pytest_plugins``: one cluster for the whole
-session, shared with tests/integration/test_cluster.py. Each test gets a namespace of its own.
+The cluster itself is ``kube_cluster`` from ``heartbeat_localstack.cluster.fixtures``
+(loaded by tests/conftest.py): one cluster for the whole session, shared with every other
+test on it. Each test gets a namespace of its own.
 """
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ projects, and the version a user runs is not ours to pin.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -26,16 +25,11 @@ import yaml
 from tests.chart.helm import CHART, CI_VALUES, KUBE_VERSION, RELEASE, scenario_id
 from tests.chart.manifests import Manifest, ident, of_kind
 from tests.chart.readme import readme_example_secrets, readme_managed_example
+from tests.support.kube import ON_THE_CLUSTER
 
 from .kube import CommandError, Kube
 
-pytest_plugins = ["heartbeat_localstack.cluster.fixtures"]
-
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.chart,
-    pytest.mark.timeout(3600 if os.environ.get("HEARTBEAT_BUILD_CLUSTER") == "1" else 300),
-]
+pytestmark = [*ON_THE_CLUSTER, pytest.mark.chart]
 
 README = CHART / "README.md"
 

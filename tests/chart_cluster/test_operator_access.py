@@ -8,24 +8,18 @@ change it with them.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import pytest
 
 from tests.chart.helm import RELEASE
+from tests.support.kube import ON_THE_CLUSTER
 from tests.support.polling import wait_for
 
 from .kube import Kube
 
-pytest_plugins = ["heartbeat_localstack.cluster.fixtures"]
-
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.chart,
-    pytest.mark.timeout(3600 if os.environ.get("HEARTBEAT_BUILD_CLUSTER") == "1" else 300),
-]
+pytestmark = [*ON_THE_CLUSTER, pytest.mark.chart]
 
 HOME = "the release namespace"
 ELSEWHERE = "another namespace"

@@ -10,7 +10,6 @@ reports their exit as a kubelet would.
 from __future__ import annotations
 
 import json
-import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ import pytest
 
 from tests.chart.helm import CHART, RELEASE
 from tests.chart.manifests import container, env_of, ident
+from tests.support.kube import ON_THE_CLUSTER
 from tests.support.polling import wait_for
 
 from .kube import (
@@ -34,13 +34,7 @@ from .kube import (
 )
 from .lockdown import security_problems
 
-pytest_plugins = ["heartbeat_localstack.cluster.fixtures"]
-
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.chart,
-    pytest.mark.timeout(3600 if os.environ.get("HEARTBEAT_BUILD_CLUSTER") == "1" else 300),
-]
+pytestmark = [*ON_THE_CLUSTER, pytest.mark.chart]
 
 MIGRATIONS = f"{RELEASE}-migrations"
 COMPONENTS = ("producer", "consumer", "operator")

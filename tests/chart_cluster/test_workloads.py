@@ -8,24 +8,18 @@ checked in test_release.py, where it runs.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from tests.chart.helm import RELEASE
 from tests.chart.manifests import ident
+from tests.support.kube import ON_THE_CLUSTER
 
 from .kube import INSTANCE, Kube, events_of
 from .lockdown import probe_problems, security_problems
 
-pytest_plugins = ["heartbeat_localstack.cluster.fixtures"]
-
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.chart,
-    pytest.mark.timeout(3600 if os.environ.get("HEARTBEAT_BUILD_CLUSTER") == "1" else 300),
-]
+pytestmark = [*ON_THE_CLUSTER, pytest.mark.chart]
 
 MIGRATIONS = f"{RELEASE}-migrations"
 LONG_RUNNING = f"{INSTANCE},app.kubernetes.io/component in (producer,consumer,operator)"

@@ -7,7 +7,6 @@ RBAC answers for ServiceAccounts, and Helm assumes the same Kubernetes minor as 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -16,17 +15,10 @@ from pathlib import Path
 import pytest
 
 from heartbeat_localstack.cluster.control_plane import Cluster
-from tests.support.kube import Kubectl
+from tests.support.kube import ON_THE_CLUSTER, Kubectl
 from tests.support.polling import wait_for
 
-pytest_plugins = ["heartbeat_localstack.cluster.fixtures"]
-
-pytestmark = [
-    pytest.mark.integration,
-    # With HEARTBEAT_BUILD_CLUSTER=1 the session fixture may run the first build (tens of
-    # minutes). The fixtures module is not imported here: pytest must load it as a plugin.
-    pytest.mark.timeout(3600 if os.environ.get("HEARTBEAT_BUILD_CLUSTER") == "1" else 300),
-]
+pytestmark = ON_THE_CLUSTER
 
 
 @pytest.fixture(scope="module")

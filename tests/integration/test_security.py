@@ -46,8 +46,6 @@ from tests.operator.cluster import (
 from tests.support.kube import Kubectl
 from tests.support.polling import wait_for
 
-pytest_plugins = ["heartbeat_localstack.cluster.fixtures"]
-
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 HEARTBEAT = str(Path(sys.executable).with_name("heartbeat"))

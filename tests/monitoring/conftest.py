@@ -1,10 +1,9 @@
 """Fixtures of the monitoring tests.
 
-``monitored`` is a running pipeline under a real Prometheus,
-shared by the integration tests of this folder: see ``tests/monitoring/world.py``.
-``operated`` is a running operator on the local control plane under a real Prometheus: see
-``tests/monitoring/operator_world.py``; a module using it loads the control plane's fixtures
-(``pytest_plugins = ["heartbeat_localstack.cluster.fixtures"]``).
+``monitored`` is a running pipeline under a real Prometheus, shared by the integration
+tests of this folder: see ``tests/monitoring/world.py``. ``operated`` is a running operator
+on the local control plane (``kube_cluster``, a fixture of tests/conftest.py's plugins) under
+a real Prometheus: see ``tests/monitoring/operator_world.py``.
 """
 
 from __future__ import annotations

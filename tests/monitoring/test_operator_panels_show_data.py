@@ -10,8 +10,6 @@ neither Ready nor paused.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from heartbeat_localstack.prometheus import PrometheusQueryError
@@ -25,13 +23,9 @@ from tests.monitoring.queries import (
     without_thresholds,
 )
 from tests.monitoring.world import GRAFANA_INTERVALS
+from tests.support.kube import ON_THE_CLUSTER
 
-pytest_plugins = ["heartbeat_localstack.cluster.fixtures"]
-
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.timeout(3600 if os.environ.get("HEARTBEAT_BUILD_CLUSTER") == "1" else 300),
-]
+pytestmark = ON_THE_CLUSTER
 
 
 def _panel(title: str) -> list[PanelQuery]:

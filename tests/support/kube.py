@@ -8,14 +8,25 @@ an AssertionError whose message carries kubectl's stderr, unless ``check=False``
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
+
 from heartbeat_localstack.cluster.control_plane import Cluster
 
 Object = dict[str, Any]
+
+# The marks of a module of tests on the local control plane (``kube_cluster``). With
+# HEARTBEAT_BUILD_CLUSTER=1 the session's cluster fixture may run the first build (tens of
+# minutes) inside the first test that needs it.
+ON_THE_CLUSTER = [
+    pytest.mark.integration,
+    pytest.mark.timeout(3600 if os.environ.get("HEARTBEAT_BUILD_CLUSTER") == "1" else 300),
+]
 
 
 class CommandError(AssertionError):
