@@ -96,6 +96,22 @@ k8s-dev: NODES = real
 k8s-dev: cluster-build images ## The pipeline on the local cluster's real node: dev-deps and the chart from the local images; prints port-forward lines
 	$(PY) -m heartbeat_localstack.cluster dev --dir $(STACK_DIR)
 
+.PHONY: skaffold
+skaffold: install ## Build skaffold from its Go module once (cached in ~/.cache/heartbeat/tools)
+	$(PY) -m heartbeat_localstack.devtools build skaffold
+
+.PHONY: kind
+kind: install ## Build kind from its Go module once (cached in ~/.cache/heartbeat/tools)
+	$(PY) -m heartbeat_localstack.devtools build kind
+
+.PHONY: skaffold-dev
+skaffold-dev: NODES = real
+skaffold-dev: skaffold cluster images ## skaffold run -p local-node on the local cluster's real node: dev-deps and the pipeline from local images, none pulled or pushed
+	@exports="$$($(PY) -m heartbeat_localstack.skaffold env --dir $(STACK_DIR))" || exit 1; \
+	eval "$$exports"; \
+	"$$($(PY) -m heartbeat_localstack.devtools path skaffold)" run -p local-node \
+		--kubeconfig $(STACK_DIR)/kubeconfig -n heartbeat-skaffold
+
 .PHONY: cluster-down
 cluster-down: ## Stop the local Kubernetes control plane
 	@if [ -x $(PY) ]; then $(PY) -m heartbeat_localstack.cluster down --dir $(STACK_DIR); fi
