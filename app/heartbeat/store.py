@@ -1,10 +1,12 @@
 """Everything that talks to PostgreSQL; the only module that imports psycopg.
 
-``Store.write_batch`` is the heart of exactly-once delivery: the batch's rows
-are binary-COPYed into a per-connection staging table, moved into
-``heartbeats`` with ``INSERT ... ON CONFLICT DO NOTHING`` (so duplicates,
-within the batch or from any earlier delivery, are skipped), and the consumed
-offsets are upserted into ``consumer_offsets``, all in one transaction.
+``Store.write_rows`` is the heart of exactly-once delivery, the transaction the consumer
+runs for each batch: the batch's rows (``reading_rows.pack_rows``) are binary-COPYed
+into a per-connection staging table, moved into ``heartbeats`` with ``INSERT ... ON
+CONFLICT DO NOTHING`` (so duplicates, within the batch or from any earlier delivery, are
+skipped) and counted in one aggregate row, and the consumed offsets are upserted into
+``consumer_offsets``, all in one transaction. ``Store.write_batch`` runs the same
+transaction for a list of ``Reading`` and answers a row per stored reading.
 Offsets only move forward, so a late write from a consumer that lost its
 partitions can never rewind the position another consumer already stored.
 
@@ -102,7 +104,7 @@ class StoredRow:
 class Conflict:
     """A reading for an instant already stored with another heart rate."""
 
-    index: int  # into the ``readings`` given to ``write_batch``
+    index: int  # into the ``readings`` given to ``write_rows`` or ``write_batch``
     reading: Reading
     stored_heart_rate: int
     rejection: Rejection  # reason ``conflicting_reading``, naming the stored value
@@ -127,8 +129,8 @@ class BatchResult:
     duplicates: int  # exact duplicates only: same customer, instant and heart rate
     conflicts: list[Conflict] = field(default_factory=list)
     dead_letters: int = 0  # rows newly added to dead_letters (rejected and conflicts)
-    # The stored readings' instants, only when some staged ones were not stored;
-    # otherwise they are exactly the instants the caller staged.
+    # The stored readings' instants, only when some but not all staged ones were stored;
+    # otherwise (None) they are exactly the instants the caller staged, or none.
     stored_instants: list[datetime] | None = None
 
 

@@ -1,20 +1,28 @@
-"""Store.write_batch against the real PostgreSQL: duplicates, conflicts and dead letters."""
+"""A batch's transaction against the real PostgreSQL: duplicates, conflicts and dead letters.
+
+Each case runs through both ways in: ``Store.write_rows``, the consumer's (binary COPY of
+``pack_rows``, counts from one aggregate row), and ``Store.write_batch`` (a row per reading).
+"""
 
 from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
 
 import heartbeat.reading_rows
+from heartbeat.batch import Columns
 from heartbeat.dead_letter_rows import MAX_PAYLOAD_BYTES
 from heartbeat.errors import FatalError, KafkaUnavailable
 from heartbeat.kafka import Partition, Record
-from heartbeat.store import Store
-from heartbeat.validation import Reading, Reason, Rejection, classify, validate
+from heartbeat.reading_rows import pack_rows
+from heartbeat.store import Conflict, Store
+from heartbeat.validation import Anomaly, Reading, Reason, Rejection, classify, to_micros, validate
 
 pytestmark = pytest.mark.integration
 
@@ -54,19 +62,110 @@ def store(database):
         yield store
 
 
-def test_a_new_batch_is_stored_with_no_duplicates_and_no_conflicts(store, database):
+@dataclass(frozen=True)
+class Outcome:
+    """What a batch's transaction reports, in one shape for both ways in."""
+
+    stored: list[datetime]  # the instants of the readings newly stored
+    low: int
+    high: int
+    duplicates: int
+    conflicts: list[Conflict]
+    dead_letters: int
+
+
+Write = Callable[..., Outcome]
+
+
+def through_write_batch(store: Store) -> Write:
+    def write(group, readings, offsets, *, sources=None, rejected=(), on_conflicts=None):
+        result = store.write_batch(
+            group, readings, offsets, sources=sources, rejected=rejected, on_conflicts=on_conflicts
+        )
+        anomalies = [row.anomaly for row in result.stored]
+        return Outcome(
+            [row.ts for row in result.stored],
+            anomalies.count(Anomaly.LOW),
+            anomalies.count(Anomaly.HIGH),
+            result.duplicates,
+            result.conflicts,
+            result.dead_letters,
+        )
+
+    return write
+
+
+def through_write_rows(store: Store) -> Write:
+    """As the consumer calls it: the readings as columns, their records asked for by index."""
+
+    def write(group, readings, offsets, *, sources=None, rejected=(), on_conflicts=None):
+        customer_ids = [r.customer_id for r in readings]
+        micros = [to_micros(r.ts) for r in readings]
+        heart_rates = [r.heart_rate for r in readings]
+        # The consumer's columns carry its messages; here they are only counted, and a
+        # conflict's record comes from ``source``.
+        columns = Columns(customer_ids, micros, heart_rates, [None] * len(readings))
+        result = store.write_rows(
+            group,
+            pack_rows(customer_ids, micros, heart_rates),
+            columns,
+            offsets,
+            rejected=rejected,
+            source=None if sources is None else sources.__getitem__,
+            on_conflicts=on_conflicts,
+        )
+        assert result.staged == len(readings)
+        instants = result.stored_instants
+        if instants is None:  # all of them were stored, or none
+            assert result.stored in (0, len(readings))
+            instants = [r.ts for r in readings] if result.stored else []
+        assert len(instants) == result.stored
+        return Outcome(
+            instants,
+            result.low,
+            result.high,
+            result.duplicates,
+            result.conflicts,
+            result.dead_letters,
+        )
+
+    return write
+
+
+@pytest.fixture(params=["write_rows", "write_batch"])
+def write(request, store) -> Write:
+    """``Store.write_batch``'s arguments, through each way in."""
+    return {"write_rows": through_write_rows, "write_batch": through_write_batch}[request.param](
+        store
+    )
+
+
+def test_a_new_batch_is_stored_with_no_duplicates_and_no_conflicts(write, database):
     readings = [reading(c, s, 60 + c) for c in range(1, 6) for s in range(10)]
-    result = store.write_batch(GROUP, readings, {Partition(TOPIC, 0): 50})
+    result = write(GROUP, readings, {Partition(TOPIC, 0): 50})
     assert len(result.stored) == 50
     assert (result.duplicates, result.conflicts, result.dead_letters) == (0, [], 0)
     assert sql(database, "SELECT count(*) FROM heartbeats") == [(50,)]
 
 
-def test_the_same_readings_again_are_counted_as_duplicates_and_nothing_else(store, database):
+def test_stored_readings_are_counted_low_and_high_as_flagged_and_duplicates_are_not(
+    write, database
+):
+    batch = [reading(1, 0, 40), reading(1, 1, 44), reading(1, 2, 70), reading(1, 3, 190)]
+    first = write(GROUP, batch, {})
+    assert (len(first.stored), first.low, first.high) == (4, 2, 1)
+    new = reading(1, 4, 200)
+    again = write(GROUP, [*batch[1:], new], {})
+    assert (again.stored, again.low, again.high, again.duplicates) == ([new.ts], 0, 1, 3)
+    flagged = sql(database, "SELECT anomaly, count(*) FROM heartbeats GROUP BY 1 ORDER BY 1")
+    assert flagged == [("high", 2), ("low", 2), (None, 1)]
+
+
+def test_the_same_readings_again_are_counted_as_duplicates_and_nothing_else(write, database):
     readings = [reading(1, s, 70) for s in range(20)]
-    store.write_batch(GROUP, readings, {})
+    write(GROUP, readings, {})
     calls = []
-    result = store.write_batch(
+    result = write(
         GROUP,
         readings,
         {},
@@ -78,12 +177,12 @@ def test_the_same_readings_again_are_counted_as_duplicates_and_nothing_else(stor
     assert sql(database, "SELECT count(*) FROM dead_letters") == [(0,)]
 
 
-def test_a_reading_for_a_stored_instant_with_another_heart_rate_is_a_conflict(store, database):
-    store.write_batch(GROUP, [reading(7, 0, 70)], {})
+def test_a_reading_for_a_stored_instant_with_another_heart_rate_is_a_conflict(write, database):
+    write(GROUP, [reading(7, 0, 70)], {})
     later = [reading(7, 1, 72), reading(7, 0, 71)]
-    result = store.write_batch(GROUP, later, {})
+    result = write(GROUP, later, {})
 
-    assert [row.ts for row in result.stored] == [later[0].ts]
+    assert result.stored == [later[0].ts]
     assert result.duplicates == 0
     [conflict] = result.conflicts
     assert (conflict.index, conflict.reading, conflict.stored_heart_rate) == (1, later[1], 70)
@@ -96,17 +195,17 @@ def test_a_reading_for_a_stored_instant_with_another_heart_rate_is_a_conflict(st
 
 
 def test_within_one_batch_the_first_reading_of_an_instant_is_stored_and_the_others_judged(
-    store, database
+    write, database
 ):
     batch = [reading(3, 0, 70), reading(3, 0, 71), reading(3, 0, 70), reading(3, 1, 90)]
-    result = store.write_batch(GROUP, batch, {})
+    result = write(GROUP, batch, {})
     assert len(result.stored) == 2
     assert result.duplicates == 1  # the second 70
     assert [(c.index, c.stored_heart_rate) for c in result.conflicts] == [(1, 70)]
     assert sql(database, "SELECT heart_rate FROM heartbeats ORDER BY ts") == [(70,), (90,)]
 
 
-def test_timestamps_a_fraction_of_a_microsecond_apart_with_other_rates_conflict(store, database):
+def test_timestamps_a_fraction_of_a_microsecond_apart_with_other_rates_conflict(write, database):
     now, skew = datetime(2026, 1, 1, 12, tzinfo=UTC), timedelta(minutes=5)
     first, second = (
         validate(
@@ -121,7 +220,7 @@ def test_timestamps_a_fraction_of_a_microsecond_apart_with_other_rates_conflict(
     )
     assert isinstance(first, Reading)
     assert isinstance(second, Reading)
-    result = store.write_batch(GROUP, [first, second], {})
+    result = write(GROUP, [first, second], {})
     assert len(result.stored) == 1
     [conflict] = result.conflicts
     assert "at 2026-01-01T11:00:00.000001Z already stored with heart_rate 70" in (
@@ -132,9 +231,9 @@ def test_timestamps_a_fraction_of_a_microsecond_apart_with_other_rates_conflict(
 
 
 def test_conflicts_are_dead_lettered_with_their_source_and_handed_over_before_commit(
-    store, database
+    write, database
 ):
-    store.write_batch(GROUP, [reading(7, 0, 70)], {})
+    write(GROUP, [reading(7, 0, 70)], {})
     payload = b'{"customer_id": 7, "timestamp": "2026-01-01T11:00:00Z", "heart_rate": 71}'
     sources = [record(41, b"{}"), record(42, payload, headers=[("trace", b"t-1")])]
     seen_before_commit = []
@@ -149,7 +248,7 @@ def test_conflicts_are_dead_lettered_with_their_source_and_handed_over_before_co
             )
         )
 
-    result = store.write_batch(
+    result = write(
         GROUP,
         [reading(7, 5, 75), reading(7, 0, 71)],
         {Partition(TOPIC, 0): 43},
@@ -177,14 +276,14 @@ def test_conflicts_are_dead_lettered_with_their_source_and_handed_over_before_co
     ]
 
 
-def test_a_failing_conflict_handler_leaves_nothing_of_the_batch_stored(store, database):
-    store.write_batch(GROUP, [reading(7, 0, 70)], {Partition(TOPIC, 0): 1})
+def test_a_failing_conflict_handler_leaves_nothing_of_the_batch_stored(write, database):
+    write(GROUP, [reading(7, 0, 70)], {Partition(TOPIC, 0): 1})
 
     def dead_letter_to_kafka(_):
         raise KafkaUnavailable("dead-letter topic unreachable")
 
     with pytest.raises(KafkaUnavailable):
-        store.write_batch(
+        write(
             GROUP,
             [reading(7, 1, 80), reading(7, 0, 71)],
             {Partition(TOPIC, 0): 3},
@@ -196,11 +295,11 @@ def test_a_failing_conflict_handler_leaves_nothing_of_the_batch_stored(store, da
     assert sql(database, "SELECT count(*) FROM dead_letters") == [(0,)]
     assert sql(database, "SELECT next_offset FROM consumer_offsets") == [(1,)]
     # The store is still usable afterwards.
-    store.write_batch(GROUP, [reading(7, 1, 80)], {Partition(TOPIC, 0): 3})
+    write(GROUP, [reading(7, 1, 80)], {Partition(TOPIC, 0): 3})
     assert sql(database, "SELECT count(*) FROM heartbeats") == [(2,)]
 
 
-def test_refused_messages_are_kept_once_with_key_headers_and_a_bounded_payload(store, database):
+def test_refused_messages_are_kept_once_with_key_headers_and_a_bounded_payload(write, database):
     big = bytes(range(256)) * (MAX_PAYLOAD_BYTES // 256 + 100)  # 89,600 bytes, not UTF-8
     refused = [
         (
@@ -216,7 +315,7 @@ def test_refused_messages_are_kept_once_with_key_headers_and_a_bounded_payload(s
         (record(12, b"[1]"), Rejection(Reason.UNPROCESSABLE, "ValueError: \x00\udcff")),
     ]
     offsets = {Partition(TOPIC, 0): 13}
-    first = store.write_batch(GROUP, [], offsets, rejected=refused)
+    first = write(GROUP, [], offsets, rejected=refused)
     assert first.dead_letters == 3
 
     rows = sql(
@@ -242,7 +341,7 @@ def test_refused_messages_are_kept_once_with_key_headers_and_a_bounded_payload(s
     assert rows[0][10] == datetime(2026, 1, 1, 11, 0, tzinfo=UTC)
 
     # A late write of the same batch (a consumer that lost the partition) adds nothing.
-    again = store.write_batch(
+    again = write(
         GROUP, [], offsets, rejected=[(r, Rejection(Reason.INVALID_JSON, "x")) for r, _ in refused]
     )
     assert again.dead_letters == 0
@@ -250,9 +349,9 @@ def test_refused_messages_are_kept_once_with_key_headers_and_a_bounded_payload(s
     assert reasons == [("invalid_utf8",), ("empty_payload",), ("unprocessable",)]
 
 
-def test_many_large_headers_are_kept_whole_until_their_budget_and_counted(store, database):
+def test_many_large_headers_are_kept_whole_until_their_budget_and_counted(write, database):
     headers = [(f"h{i}", b"x" * 4096) for i in range(116)]
-    store.write_batch(
+    write(
         GROUP,
         [],
         {},
@@ -267,25 +366,23 @@ def test_many_large_headers_are_kept_whole_until_their_budget_and_counted(store,
     assert (kept, count, size) == (3, 116, MAX_PAYLOAD_BYTES)
 
 
-def test_a_batch_without_refused_messages_never_touches_the_dead_letter_table(store, database):
+def test_a_batch_without_refused_messages_never_touches_the_dead_letter_table(write, database):
     sql(database, "ALTER TABLE dead_letters RENAME TO dead_letters_elsewhere")
-    result = store.write_batch(GROUP, [reading(1, 0, 70)], {Partition(TOPIC, 0): 1})
+    result = write(GROUP, [reading(1, 0, 70)], {Partition(TOPIC, 0): 1})
     assert len(result.stored) == 1
     with pytest.raises(FatalError, match="dead_letters"):
-        store.write_batch(
-            GROUP, [], {}, rejected=[(record(3), Rejection(Reason.INVALID_JSON, "x"))]
-        )
+        write(GROUP, [], {}, rejected=[(record(3), Rejection(Reason.INVALID_JSON, "x"))])
 
 
 def test_conflicts_are_only_looked_for_when_a_staged_reading_was_not_inserted(
-    store, database, monkeypatch
+    write, database, monkeypatch
 ):
     # A lookup that fails if it runs: a batch of new readings must not run it.
     monkeypatch.setattr(heartbeat.reading_rows, "FIND_CONFLICTS", "SELECT 1/0")
-    result = store.write_batch(GROUP, [reading(1, s, 70) for s in range(100)], {})
+    result = write(GROUP, [reading(1, s, 70) for s in range(100)], {})
     assert len(result.stored) == 100
     with pytest.raises(psycopg.errors.DivisionByZero):
-        store.write_batch(GROUP, [reading(1, 0, 70)], {})
+        write(GROUP, [reading(1, 0, 70)], {})
 
 
 def test_sources_must_match_the_readings_one_to_one(store):
