@@ -194,11 +194,30 @@ def test_reset_to_latest_skips_what_is_unread_and_a_time_past_the_end_is_the_end
 
     consumer = world.start_consumer()
     try:
-        time.sleep(3)  # nothing after the end to read
+        wait_for(lambda: at_the_end(consumer, world), 60, "all 6 partitions positioned at the end")
         assert consumer.metric("heartbeat_consumed_total") == 0
+        # What is sent after the reset is read, and it alone.
+        after = valid_readings(customers=3, rounds=1, seed=48)[0]
+        world.produce_readings([after])
+        wait_for(world.row_count, 60, "the reading sent after the reset stored")
+        assert consumer.metric("heartbeat_consumed_total") == 1
     finally:
         assert consumer.stop() == 0
-    assert world.row_count() == 0
+    assert world.stored_keys() == {(after.customer_id, after.timestamp)}
+
+
+def at_the_end(consumer, world: Pipeline) -> bool:
+    """Every partition assigned and sought to its stored position, with no lag from there."""
+    if consumer.metric("heartbeat_assigned_partitions") != 6:
+        return False
+    topic = world.settings.kafka_topic
+    lags = [
+        consumer.registry.get_sample_value(
+            "heartbeat_consumer_lag", {"topic": topic, "partition": str(p)}
+        )
+        for p in range(6)
+    ]
+    return lags == [0.0] * 6  # None until the partition is positioned and its ends read
 
 
 def test_reset_of_a_topic_that_does_not_exist_is_one_line_and_exit_1(world, capsys):
