@@ -14,6 +14,8 @@ import pytest
 
 from heartbeat import stats
 from heartbeat.cli import main
+from heartbeat.maintain import Maintainer
+from heartbeat.settings import load_settings
 from heartbeat.store import Store
 from heartbeat.validation import Reading, classify
 from tests.monitoring.queries import dashboards, expand_sql, panel_queries
@@ -62,6 +64,12 @@ def maintain(monkeypatch, conninfo: str, capsys, **settings: object) -> list[str
     return capsys.readouterr().out.splitlines()
 
 
+def maintain_at(conninfo: str, now: datetime) -> list[str]:
+    """What `heartbeat maintain` prints, run as the command runs it with its clock at ``now``."""
+    with Store(conninfo, max_size=2, connect_timeout=2) as store:  # one holds the lock
+        return Maintainer(store, load_settings(), clock=lambda: now).run().lines()
+
+
 def readings(customers: range, start: datetime, end: datetime, step: int) -> list[Reading]:
     """Readings of ``customers`` every ``step`` seconds, heart rates spread over every band."""
     found = []
@@ -86,14 +94,11 @@ def store(database):
         yield store
 
 
-def current_hour() -> datetime:
-    return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-
-
-def test_hours_are_rolled_up_once_from_the_minutes_and_exact_while_pending(
-    store, database, monkeypatch, capsys
-):
+def test_hours_are_rolled_up_once_from_the_minutes_and_exact_while_pending(store, database):
+    # Maintenance runs with its clock stopped at ``now``: which hour is the current one
+    # (pending until it is over) does not change if the wall clock passes :00 meanwhile.
     now = datetime.now(UTC).replace(microsecond=0)
+    current = now.replace(minute=0, second=0)
     batch = readings(range(1, 4), now - timedelta(hours=3, minutes=10), now, 45)
     store.write_batch(GROUP, batch, {})
     store.write_batch(GROUP, batch[:50], {})  # redelivered: duplicates
@@ -102,8 +107,7 @@ def test_hours_are_rolled_up_once_from_the_minutes_and_exact_while_pending(
     assert sql(database, "SELECT count(*) FROM heartbeat_hours") == [(0,)]
     assert set(sql(database, HOURS_LIVE)) == expected, "pending hours come from the minutes"
 
-    lines = maintain(monkeypatch, database, capsys)
-    current = current_hour()
+    lines = maintain_at(database, now)
     ended = {row for row in expected if row[1] < current}
     assert f"rolled up {len({row[1] for row in ended})} pending hours" in " ".join(lines)
     # The current hour stays pending until it is over: written once, not once a minute.
@@ -119,18 +123,18 @@ def test_hours_are_rolled_up_once_from_the_minutes_and_exact_while_pending(
     assert set(sql(database, HOURS)) != {row for row in expected if row[1] < current}
 
     # Several runs at once: one does the work, the others find it done or the lock taken.
-    monkeypatch.setenv("DATABASE_URL", database)
-    codes: list[int] = []
-    threads = [threading.Thread(target=lambda: codes.append(main(["maintain"]))) for _ in range(3)]
+    runs: list[list[str]] = []
+    threads = [
+        threading.Thread(target=lambda: runs.append(maintain_at(database, now))) for _ in range(3)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(60)
-    assert codes == [0, 0, 0]
-    out = capsys.readouterr().out
-    assert out.count("rolled up 1 pending hours") == 1, out
-    assert set(sql(database, HOURS)) == {row for row in expected if row[1] < current_hour()}
-    assert maintain(monkeypatch, database, capsys) == ["nothing to do"]
+    assert len(runs) == 3
+    assert sum(line.startswith("rolled up 1 pending hours") for r in runs for line in r) == 1, runs
+    assert set(sql(database, HOURS)) == {row for row in expected if row[1] < current}
+    assert maintain_at(database, now) == ["nothing to do"]
 
 
 def test_stats_over_a_long_window_equal_the_readings_of_its_minutes(
