@@ -6,18 +6,22 @@ as the readings themselves.
 
 from __future__ import annotations
 
+import shutil
 import threading
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
 from heartbeat import stats
 from heartbeat.cli import main
 from heartbeat.maintain import Maintainer
+from heartbeat.migrations import Migrator, default_dir
 from heartbeat.settings import load_settings
 from heartbeat.store import Store
 from heartbeat.validation import Reading, classify
+from tests.integration.pipeline import drop_database, unique
 from tests.monitoring.queries import dashboards, expand_sql, panel_queries
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("logging_as_it_was")]
@@ -223,3 +227,58 @@ def test_hourly_rollups_expire_on_their_own_retention(store, database, monkeypat
     assert any(line.startswith(f"dropped {name}") for line in lines), lines
     assert sql(database, "SELECT count(*) FROM heartbeat_hours") == [(0,)]
     assert any(line.startswith("forgot 1 customers") for line in lines), lines
+
+
+# --- the migration that adds the hourly rollups ---------------------------------------------
+
+MINUTE_ROW = """
+INSERT INTO heartbeat_minutes VALUES (%(customer)s, %(minute)s, 2, 60, 80, 140, 10000, 0, 0,
+                                      %(minute)s)
+"""
+
+
+@pytest.fixture
+def database_before_hours(postgres_service, tmp_path):
+    """A database with the migrations before the hourly rollups only."""
+    folder = tmp_path / "sql"
+    folder.mkdir()
+    for path in sorted(default_dir().glob("000[1-7].*.sql")):
+        shutil.copy(path, folder / path.name)
+    name = unique("hb_hours").replace("-", "_")
+    sql(postgres_service.conninfo, f'CREATE DATABASE "{name}"')
+    conninfo = make_conninfo(postgres_service.conninfo, dbname=name)
+    with Migrator(conninfo, folder) as migrator:
+        migrator.apply()
+    yield conninfo
+    drop_database(postgres_service.conninfo, name)
+
+
+def test_the_migration_marks_the_hours_that_may_still_change_so_they_end_exact(
+    database_before_hours,
+):
+    conninfo = database_before_hours
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    sql(conninfo, MINUTE_ROW, {"customer": 1, "minute": hour})
+    sql(conninfo, MINUTE_ROW, {"customer": 1, "minute": hour - timedelta(hours=3)})
+    pending_minute = hour - timedelta(hours=5, minutes=-7)
+    sql(conninfo, "INSERT INTO heartbeat_minutes_pending VALUES (%s)", (pending_minute,))
+    with Migrator(conninfo) as migrator:
+        migrator.apply()
+
+    pending = {h for (h,) in sql(conninfo, "SELECT hour FROM heartbeat_hours_pending")}
+    assert {hour, hour - timedelta(hours=5)} <= pending
+    assert hour - timedelta(hours=3) not in pending  # over, and nothing of it pending
+
+    # The previous release's `heartbeat maintain` rolls a further reading of this hour up
+    # into its minute, and knows nothing of the hours.
+    sql(
+        conninfo,
+        "UPDATE heartbeat_minutes SET readings = 3, sum_heart_rate = 210, sum_squares = 14900"
+        " WHERE minute = %s",
+        (hour,),
+    )
+    with Store(conninfo, max_size=2, connect_timeout=2) as store:
+        later = hour + timedelta(hours=1, minutes=1)
+        Maintainer(store, load_settings(), clock=lambda: later).run()
+    rows = sql(conninfo, "SELECT hour, readings, sum_heart_rate FROM heartbeat_hours ORDER BY 1")
+    assert rows == [(hour - timedelta(hours=3), 2, 140), (hour, 3, 210)]
