@@ -4,7 +4,9 @@ The first test renders both charts with the values the profile passes (its templ
 in from `heartbeat_localstack.skaffold.profile_env`, as skaffold fills them) and needs only
 the cached helm. The second runs skaffold itself against the real node and reads the stored
 readings back from PostgreSQL; it is skipped where skaffold is not built
-(`make skaffold`) or no real node can start.
+(`make skaffold`) or no real node can start. The third does skaffold's steps itself from the
+profile (build, after-build hook, helm releases) on the real node, so the profile's part is
+proven where skaffold cannot be built.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from heartbeat_localstack import devtools
 from heartbeat_localstack import skaffold as skaffold_env
 from heartbeat_localstack.cluster.build import binaries
 from heartbeat_localstack.cluster.local_images import ImageUser, LocalImages
+from heartbeat_localstack.docker import DockerCLI
 from tests.support.polling import wait_for
 
 from .conftest import RealCluster
@@ -142,9 +145,9 @@ def test_local_node_profile_hands_helm_the_local_images_never_pulled(helm: Path)
         assert container["imagePullPolicy"] == "Never", name
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def skaffold() -> Path:
-    """The built skaffold; requested before the cluster, so a skip starts nothing."""
+    """The built skaffold; of the cluster's scope and asked for first, so a skip starts none."""
     built = devtools.located(devtools.TOOLS["skaffold"])
     if not built.is_built():
         pytest.skip(
@@ -184,12 +187,12 @@ def skaffold_run(skaffold: Path, real_cluster: RealCluster) -> Iterator[dict[str
         )
 
 
-def _stored(real_cluster: RealCluster) -> int:
+def _stored(real_cluster: RealCluster, namespace: str = NAMESPACE) -> int:
     result = subprocess.run(
         [
             *real_cluster.kubectl,
             "-n",
-            NAMESPACE,
+            namespace,
             "exec",
             "deploy/postgresql",
             "--",
@@ -227,3 +230,66 @@ def test_skaffold_run_local_node_stores_readings_from_pods(
     assert real_cluster.images.kafka in images
     assert real_cluster.images.postgres in images
     wait_for(lambda: _stored(real_cluster), timeout=300, what="readings stored by the pods")
+
+
+PROFILE_NAMESPACE = "skaffold-profile"
+PROFILE_TAG = "skaffold-profile-test"
+
+
+def test_local_node_profile_steps_run_on_the_real_node(real_cluster: RealCluster) -> None:
+    """What `skaffold run -p local-node` would do, done here step by step from the profile:
+    the build with its build args, the after-build hook, each helm release with its values.
+    Proves the profile's part on the node wherever skaffold itself cannot be built."""
+    env = {
+        **os.environ,
+        **skaffold_env.machine_env(ROOT, real_cluster.state_dir.resolve()),
+        "IMAGE_REPO_heartbeat": "heartbeat",
+        "IMAGE_TAG_heartbeat": PROFILE_TAG,
+    }
+    image = f"heartbeat:{PROFILE_TAG}"
+    local = profile()
+    artifact = local["build"]["artifacts"][0]
+    build = ["docker", "build", "--file", artifact["docker"]["dockerfile"], "--tag", image]
+    for key, value in artifact["docker"]["buildArgs"].items():
+        build += ["--build-arg", f"{key}={expand(value, env)}"]
+    docker = DockerCLI()
+    previous = docker.image_id(image)
+    subprocess.run([*build, artifact["context"]], cwd=ROOT, env=env, check=True, timeout=1800)
+    if previous and previous != docker.image_id(image):
+        # The tag moved on (the sources changed): the image it named is not left behind.
+        docker.run(["image", "rm", previous], check=False)
+    for hook in artifact["hooks"]["after"]:
+        subprocess.run(hook["command"], cwd=ROOT, env={**env, "SKAFFOLD_IMAGE": image}, check=True)
+    helm = [*real_cluster.helm, "--namespace", PROFILE_NAMESPACE]
+    releases = local["deploy"]["helm"]["releases"]
+    try:
+        for release in releases:
+            install = [*helm, "upgrade", "--install", release["name"]]
+            install += [str(ROOT / release["chartPath"]), "--wait", "--timeout", "10m"]
+            if release.get("createNamespace"):
+                install.append("--create-namespace")
+            subprocess.run([*install, *set_flags(release, env)], check=True, timeout=900)
+        pods = subprocess.run(
+            [*real_cluster.kubectl, "-n", PROFILE_NAMESPACE, "get", "pods", "-o", "json"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        running = {
+            container["image"]
+            for pod in yaml.safe_load(pods.stdout)["items"]
+            if pod["status"].get("phase") == "Running"
+            for container in pod["spec"]["containers"]
+        }
+        assert {image, real_cluster.images.kafka, real_cluster.images.postgres} <= running
+        wait_for(
+            lambda: _stored(real_cluster, PROFILE_NAMESPACE),
+            timeout=300,
+            what="readings stored by the pods",
+        )
+    finally:
+        for release in reversed(releases):
+            subprocess.run(
+                [*helm, "uninstall", release["name"], "--wait"], check=False, timeout=600
+            )
