@@ -17,7 +17,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,13 +36,12 @@ from heartbeat_localstack.tls import (
 )
 from tests.integration.pipeline import unique
 from tests.operator.cluster import (
-    CRD_FILE,
     OperatorProcess,
     crash_looping,
     operator_kubeconfig,
     simulation,
 )
-from tests.support.kube import Kubectl
+from tests.support.kube import Kubectl, simulation_namespace
 from tests.support.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -461,12 +459,8 @@ def test_no_password_appears_in_any_event_status_or_log_of_the_operator(
     and PGPASSWORD) as any pod of the chart would, logs at DEBUG, and posts every kind of
     Event: its own actions, a spec it cannot honour, a crash-looping pod, and StatefulSets
     the API server refuses (whose message is the API server's own)."""
-    admin = Kubectl(kube_cluster)
-    admin.run("apply", "-f", str(CRD_FILE))
-    admin.wait("crd/heartbeatsimulations.heartbeat.dev", "condition=Established")
-    namespace = f"leak-{uuid.uuid4().hex[:8]}"
-    admin.run("create", "namespace", namespace)
-    kube = Kubectl(kube_cluster, namespace)
+    kube = simulation_namespace(kube_cluster, "leak")
+    namespace = kube.namespace
     secrets = {
         "KAFKA_BOOTSTRAP_SERVERS": "kafka.example:9093",
         "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
@@ -530,7 +524,7 @@ def test_no_password_appears_in_any_event_status_or_log_of_the_operator(
         outputs.append(json.dumps(kube.items("statefulsets")))
         outputs.append(operator.logged())
     finally:
-        admin.run("delete", "namespace", namespace, "--wait=false")
+        kube.run("delete", "namespace", namespace, "--wait=false")
 
     everything = "\n".join(outputs)
     logged = operator.logged()

@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +27,8 @@ from heartbeat_localstack.process import tail
 from heartbeat_localstack.prometheus import PrometheusServer
 from tests.integration.pipeline import stop
 from tests.monitoring.queries import RULES
-from tests.operator.cluster import CRD_FILE, operator_kubeconfig, simulation
-from tests.support.kube import Kubectl
+from tests.operator.cluster import operator_kubeconfig, simulation
+from tests.support.kube import Kubectl, simulation_namespace
 
 SCRAPE_INTERVAL = "1s"
 READY_TIMEOUT = 60.0
@@ -154,12 +153,8 @@ def _wait_until_every_simulation_is_reported(world: Operated) -> None:
 @pytest.fixture(scope="module")
 def operated(kube_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operated]:
     logs = tmp_path_factory.mktemp("operator-monitoring")
-    admin = Kubectl(kube_cluster)
-    admin.run("apply", "-f", str(CRD_FILE))
-    admin.wait("crd/heartbeatsimulations.heartbeat.dev", "condition=Established")
-    namespace = f"mon-{uuid.uuid4().hex[:8]}"
-    admin.run("create", "namespace", namespace)
-    kube = Kubectl(kube_cluster, namespace)
+    kube = simulation_namespace(kube_cluster, "mon")
+    namespace = kube.namespace
     port = free_port()
     prometheus = PrometheusServer(
         logs / "prometheus",
@@ -182,4 +177,4 @@ def operated(kube_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) ->
         if process is not None:
             stop(process)
         prometheus.stop()
-        admin.run("delete", "namespace", namespace, "--wait=false", check=False)
+        kube.run("delete", "namespace", namespace, "--wait=false", check=False)

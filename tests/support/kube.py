@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +21,11 @@ import pytest
 from heartbeat_localstack.cluster.control_plane import Cluster
 
 Object = dict[str, Any]
+
+SIMULATION_CRD = (
+    Path(__file__).resolve().parents[2]
+    / "charts/heartbeat/crds/heartbeatsimulations.heartbeat.dev.yaml"
+)
 
 # The marks of a module of tests on the local control plane (``kube_cluster``). With
 # HEARTBEAT_BUILD_CLUSTER=1 the session's cluster fixture may run the first build (tens of
@@ -93,3 +100,14 @@ class Kubectl:
     def wait(self, what: str, condition: str, timeout: int = 60) -> None:
         """``kubectl wait --for=<condition>``, failing after `timeout` seconds."""
         self.run("wait", what, f"--for={condition}", f"--timeout={timeout}s", timeout=timeout + 30)
+
+
+def simulation_namespace(cluster: Cluster, prefix: str) -> Kubectl:
+    """`Kubectl` in a new namespace, ``<prefix>-<8 hex>``, of a cluster that serves the chart's
+    HeartbeatSimulation CRD (applied and Established first); the caller deletes it."""
+    admin = Kubectl(cluster)
+    admin.run("apply", "-f", str(SIMULATION_CRD))
+    admin.wait("crd/heartbeatsimulations.heartbeat.dev", "condition=Established")
+    namespace = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    admin.run("create", "namespace", namespace)
+    return Kubectl(cluster, namespace)
