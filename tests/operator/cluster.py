@@ -7,78 +7,19 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 
-from heartbeat_localstack.cluster.control_plane import Cluster
 from heartbeat_localstack.ports import free_port
+from tests.support.kube import Kubectl
+from tests.support.polling import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
-CRD_FILE = REPO / "charts/heartbeat/crds/heartbeatsimulations.heartbeat.dev.yaml"
 CHART = REPO / "charts/heartbeat"
 EXAMPLE = REPO / "operator/examples/heartbeatsimulation.yaml"
-T = TypeVar("T")
-
-
-def eventually(check: Callable[[], T], timeout: float = 60.0, what: str = "") -> T:
-    """``check()`` once it returns something truthy; fails after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: T = check()
-    while not last:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what or check}")
-        time.sleep(0.3)
-        last = check()
-    return last
-
-
-class Kubectl:
-    """kubectl against the test cluster, in one namespace unless told otherwise."""
-
-    def __init__(self, cluster: Cluster, namespace: str = "") -> None:
-        self.cluster = cluster
-        self.namespace = namespace
-
-    def run(
-        self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 120
-    ) -> subprocess.CompletedProcess[str]:
-        scope = ["-n", self.namespace] if self.namespace else []
-        done = subprocess.run(
-            [
-                str(self.cluster.kubectl),
-                "--kubeconfig",
-                str(self.cluster.kubeconfig),
-                *scope,
-                *args,
-            ],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if check and done.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
-        return done
-
-    def apply(
-        self, manifest: dict[str, Any], check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
-        return self.run("apply", "-f", "-", stdin=json.dumps(manifest), check=check)
-
-    def get(self, kind: str, name: str) -> dict[str, Any] | None:
-        done = self.run("get", kind, name, "-o", "json", "--ignore-not-found")
-        return json.loads(done.stdout) if done.stdout.strip() else None
-
-    def items(self, kind: str, *selectors: str) -> list[dict[str, Any]]:
-        return list(json.loads(self.run("get", kind, *selectors, "-o", "json").stdout)["items"])
-
-    def wait(self, what: str, condition: str, timeout: int = 60) -> None:
-        self.run("wait", what, f"--for={condition}", f"--timeout={timeout}s", timeout=timeout + 30)
 
 
 def simulation(name: str, **spec: Any) -> dict[str, Any]:
@@ -232,7 +173,7 @@ class OperatorProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        eventually(lambda: self.get("/readyz")[0] == 200, 60, "the operator's /readyz")
+        wait_for(lambda: self.get("/readyz")[0] == 200, 60, "the operator's /readyz", interval=0.3)
         return self
 
     def get(self, path: str) -> tuple[int, str]:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import signal
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,14 +17,13 @@ import pytest
 
 from heartbeat_localstack.cluster.control_plane import Cluster
 from heartbeat_operator.status import pod_slice
+from tests.support.kube import ON_THE_CLUSTER, Kubectl, simulation_namespace
+from tests.support.polling import wait_for
 
 from .cluster import (
-    CRD_FILE,
     EXAMPLE,
-    Kubectl,
     OperatorProcess,
     crash_looping,
-    eventually,
     operator_kubeconfig,
     ready_again,
     simulation,
@@ -34,22 +31,15 @@ from .cluster import (
 
 pytest_plugins = ["heartbeat_localstack.cluster.fixtures"]
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.timeout(3600 if os.environ.get("HEARTBEAT_BUILD_CLUSTER") == "1" else 300),
-]
+pytestmark = ON_THE_CLUSTER
 
 
 @pytest.fixture(scope="module")
 def kube(kube_cluster: Cluster) -> Iterator[Kubectl]:
     """A fresh namespace, with the CRD installed from the chart."""
-    admin = Kubectl(kube_cluster)
-    admin.run("apply", "-f", str(CRD_FILE))
-    admin.wait("crd/heartbeatsimulations.heartbeat.dev", "condition=Established")
-    namespace = f"sim-{uuid.uuid4().hex[:8]}"
-    admin.run("create", "namespace", namespace)
-    yield Kubectl(kube_cluster, namespace)
-    admin.run("delete", "namespace", namespace, "--wait=false")
+    kube = simulation_namespace(kube_cluster, "sim")
+    yield kube
+    Kubectl(kube_cluster).run("delete", "namespace", kube.namespace, "--wait=false")
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +53,7 @@ def operator(kube: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 def status(kube: Kubectl, name: str) -> dict[str, Any]:
-    found = kube.get("heartbeatsimulation", name)
+    found = kube.find("heartbeatsimulation", name)
     assert found is not None
     return dict(found.get("status") or {})
 
@@ -74,7 +64,7 @@ def condition(kube: Kubectl, name: str, kind: str) -> dict[str, Any]:
 
 
 def statefulset(kube: Kubectl, name: str) -> dict[str, Any]:
-    found = kube.get("statefulset", name)
+    found = kube.find("statefulset", name)
     assert found is not None, f"no StatefulSet {name}"
     return found
 
@@ -209,7 +199,9 @@ def test_pausing_scales_to_zero_and_resuming_brings_the_same_pods_back(
 
     kube.run("patch", "heartbeatsimulation/night", "--type=merge", "-p", '{"spec":{"paused":true}}')
     kube.wait("heartbeatsimulation/night", "condition=Paused")
-    eventually(lambda: status(kube, "night").get("replicas") == 0, what="no generator pods")
+    wait_for(
+        lambda: status(kube, "night").get("replicas") == 0, 60, "no generator pods", interval=0.3
+    )
     assert statefulset(kube, "night")["spec"]["replicas"] == 0
     assert condition(kube, "night", "Ready")["reason"] == "Paused"
     assert status(kube, "night")["customers"] == 0
@@ -234,19 +226,26 @@ def test_someone_elses_edits_and_deletion_of_the_statefulset_are_repaired(
     repaired = operator.metric("heartbeat_operator_drift_repaired_total") or 0
 
     kube.run("scale", "statefulset/drift", "--replicas=5")
-    eventually(lambda: statefulset(kube, "drift")["spec"]["replicas"] == 2, 30, "replicas back")
+    wait_for(
+        lambda: statefulset(kube, "drift")["spec"]["replicas"] == 2,
+        30,
+        "replicas back",
+        interval=0.3,
+    )
     kube.run("set", "env", "statefulset/drift", "PRODUCER_CUSTOMERS=999")
-    eventually(
+    wait_for(
         lambda: "999" not in json.dumps(statefulset(kube, "drift")["spec"]["template"]),
         30,
         "env back",
+        interval=0.3,
     )
     uid = statefulset(kube, "drift")["metadata"]["uid"]
     kube.run("delete", "statefulset/drift", "--wait=false")
-    eventually(
-        lambda: (s := kube.get("statefulset", "drift")) and s["metadata"]["uid"] != uid,
+    wait_for(
+        lambda: (s := kube.find("statefulset", "drift")) and s["metadata"]["uid"] != uid,
         30,
         "a new StatefulSet",
+        interval=0.3,
     )
     wait_ready(kube, "drift")
 
@@ -262,14 +261,22 @@ def test_deleting_a_simulation_garbage_collects_its_statefulset_and_pods(
     kube.apply(simulation("gone", customers=4, replicas=2))
     wait_ready(kube, "gone")
     kube.run("delete", "heartbeatsimulation/gone")
-    eventually(lambda: kube.get("statefulset", "gone") is None, 60, "the StatefulSet collected")
-    eventually(
-        lambda: not kube.items("pods", "-l", "app.kubernetes.io/instance=gone"), 60, "pods gone"
+    wait_for(
+        lambda: kube.find("statefulset", "gone") is None,
+        60,
+        "the StatefulSet collected",
+        interval=0.3,
+    )
+    wait_for(
+        lambda: not kube.items("pods", "-l", "app.kubernetes.io/instance=gone"),
+        60,
+        "pods gone",
+        interval=0.3,
     )
     series = (
         f'heartbeat_operator_desired_replicas{{namespace="{kube.namespace}",simulation="gone"}}'
     )
-    eventually(lambda: operator.metric(series) is None, 30, "its metric series dropped")
+    wait_for(lambda: operator.metric(series) is None, 30, "its metric series dropped", interval=0.3)
 
 
 def test_invalid_specs_are_refused_by_the_api_server(
@@ -281,10 +288,14 @@ def test_invalid_specs_are_refused_by_the_api_server(
         ({"customers": 5, "anomalyRate": 2}, "spec.anomalyRate"),
         ({"replicas": 2}, "spec.customers"),
     ):
-        refused = kube.apply(simulation("bad", **spec), check=False)
+        refused = kube.run(
+            "apply", "-f", "-", stdin=json.dumps(simulation("bad", **spec)), check=False
+        )
         assert refused.returncode != 0
         assert field in refused.stderr, refused.stderr
-    refused = kube.apply(simulation("x" * 53, customers=1), check=False)
+    refused = kube.run(
+        "apply", "-f", "-", stdin=json.dumps(simulation("x" * 53, customers=1)), check=False
+    )
     assert "at most 52 characters" in refused.stderr
 
 
@@ -297,7 +308,9 @@ def test_more_replicas_than_customers_is_reported_and_runs_one_per_customer(
         "heartbeatsimulation/crowd",
         'jsonpath={.status.conditions[?(@.type=="Ready")].reason}=TooManyReplicas',
     )
-    eventually(lambda: status(kube, "crowd").get("readyReplicas") == 2, what="two pods ready")
+    wait_for(
+        lambda: status(kube, "crowd").get("readyReplicas") == 2, 60, "two pods ready", interval=0.3
+    )
     ready = condition(kube, "crowd", "Ready")
     assert ready["status"] == "False"
     assert "spec.replicas (5) is more than spec.customers (2)" in ready["message"]
@@ -318,7 +331,7 @@ def test_a_crash_looping_generator_pod_shows_in_the_ready_condition_naming_it(
     Ready turns False with the reason and the pod's name, once, and back when it runs."""
     kube.apply(simulation("flaky", customers=10, replicas=2))
     wait_ready(kube, "flaky")
-    pod = kube.get("pod", "flaky-1")
+    pod = kube.find("pod", "flaky-1")
     assert pod is not None
     patch = ("patch", "pod", "flaky-1", "--subresource=status", "--type=merge")
     kube.run(*patch, "-p", json.dumps(crash_looping(pod, restarts=4)))
@@ -333,10 +346,11 @@ def test_a_crash_looping_generator_pod_shows_in_the_ready_condition_naming_it(
         "flaky-1: crash-looping, restarted 4 times, last exit code 1 (Error)" in (ready["message"])
     )
     assert "flaky-0" not in ready["message"]
-    warnings = eventually(
+    warnings = wait_for(
         lambda: [e for e in events(kube, "flaky") if e[1] == "GeneratorCrashLooping"],
         30,
         "a GeneratorCrashLooping Event",
+        interval=0.3,
     )
     assert warnings[0][0] == "Warning"
     assert "flaky-1" in warnings[0][2]
