@@ -52,10 +52,19 @@ ANALYZE_PENDING = "ANALYZE heartbeat_minutes_pending, heartbeat_hours_pending"
 # whole. A batch committing meanwhile leaves its row for the next run. Replacing the
 # figures, never adding to them, makes a second recomputation harmless. Rows go in
 # minute order, which keeps the BRIN index on minute selective.
-ROLLUP_COLUMNS = (
-    "customer_id, minute, readings, min_heart_rate, max_heart_rate, sum_heart_rate,"
-    " sum_squares, low_anomalies, high_anomalies, newest_ts"
+FIGURES = (
+    "readings",
+    "min_heart_rate",
+    "max_heart_rate",
+    "sum_heart_rate",
+    "sum_squares",
+    "low_anomalies",
+    "high_anomalies",
+    "newest_ts",
 )
+ROLLUP_COLUMNS = ", ".join(("customer_id", "minute", *FIGURES))
+# A rollup row recomputed is replaced, figure by figure, never added to.
+REPLACE_FIGURES = ",\n    ".join(f"{figure} = EXCLUDED.{figure}" for figure in FIGURES)
 # Each customer's figures per minute, from the readings of [lower, upper).
 AGGREGATE_MINUTES = f"""
 SELECT h.customer_id,
@@ -110,14 +119,7 @@ INSERT INTO heartbeat_minutes AS m ({ROLLUP_COLUMNS})
 SELECT {ROLLUP_COLUMNS} FROM per_customer
 ORDER BY minute, customer_id
 ON CONFLICT (customer_id, minute) DO UPDATE SET
-    readings = EXCLUDED.readings,
-    min_heart_rate = EXCLUDED.min_heart_rate,
-    max_heart_rate = EXCLUDED.max_heart_rate,
-    sum_heart_rate = EXCLUDED.sum_heart_rate,
-    sum_squares = EXCLUDED.sum_squares,
-    low_anomalies = EXCLUDED.low_anomalies,
-    high_anomalies = EXCLUDED.high_anomalies,
-    newest_ts = EXCLUDED.newest_ts
+    {REPLACE_FIGURES}
 """
 # Each customer's figures per hour, from the per-minute rollups of [lower, upper).
 AGGREGATE_HOURS = f"""
@@ -151,14 +153,7 @@ INSERT INTO heartbeat_hours AS h ({ROLLUP_COLUMNS.replace("minute", "hour")})
 GROUP BY 1, 2
 ORDER BY 2, 1
 ON CONFLICT (customer_id, hour) DO UPDATE SET
-    readings = EXCLUDED.readings,
-    min_heart_rate = EXCLUDED.min_heart_rate,
-    max_heart_rate = EXCLUDED.max_heart_rate,
-    sum_heart_rate = EXCLUDED.sum_heart_rate,
-    sum_squares = EXCLUDED.sum_squares,
-    low_anomalies = EXCLUDED.low_anomalies,
-    high_anomalies = EXCLUDED.high_anomalies,
-    newest_ts = EXCLUDED.newest_ts
+    {REPLACE_FIGURES}
 """
 FORGET_FLEET_MINUTES = "DELETE FROM heartbeat_fleet_minutes WHERE minute < %(before)s"
 
