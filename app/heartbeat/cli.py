@@ -15,7 +15,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from heartbeat import __version__, logs
 from heartbeat.errors import (
@@ -71,6 +71,9 @@ REPORTS: dict[type[HeartbeatError], tuple[int, str]] = {
     MessageRefused: (EXIT_FAILED, "Kafka refused a message for good: "),
 }
 LONG_RUNNING = frozenset({"produce", "consume", "operator"})
+
+if TYPE_CHECKING:
+    from heartbeat.store import Store
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -341,6 +344,19 @@ def _conninfo(settings: Settings) -> str:
     return conninfo
 
 
+def _store(settings: Settings, max_size: int = 1) -> Store:
+    """The commands' PostgreSQL pool, with the connect, statement and lock timeouts set."""
+    from heartbeat.store import Store
+
+    return Store(
+        _conninfo(settings),
+        max_size=max_size,
+        connect_timeout=settings.database_connect_timeout_seconds,
+        statement_timeout=settings.database_statement_timeout_seconds,
+        lock_timeout=settings.database_lock_timeout_seconds,
+    )
+
+
 def _serve(
     component: str, settings: Settings, checks: tuple[str, ...], build: Callable[..., Any]
 ) -> int:
@@ -390,15 +406,8 @@ def _produce(settings: Settings, _: argparse.Namespace) -> int:
 def _consume(settings: Settings, _: argparse.Namespace) -> int:
     from heartbeat.consumer import ConsumerApp
     from heartbeat.metrics import ConsumerMetrics
-    from heartbeat.store import Store
 
-    store = Store(
-        _conninfo(settings),
-        max_size=settings.database_pool_size,
-        connect_timeout=settings.database_connect_timeout_seconds,
-        statement_timeout=settings.database_statement_timeout_seconds,
-        lock_timeout=settings.database_lock_timeout_seconds,
-    )
+    store = _store(settings, max_size=settings.database_pool_size)
     store.open()
     try:
         return _serve(
@@ -481,19 +490,12 @@ def _maintain(settings: Settings, args: argparse.Namespace) -> int:
     import threading
 
     from heartbeat.maintain import Maintainer
-    from heartbeat.store import Store
 
     stop = threading.Event()
     if args.every:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    with Store(
-        _conninfo(settings),
-        max_size=2,  # one holds the advisory lock
-        connect_timeout=settings.database_connect_timeout_seconds,
-        statement_timeout=settings.database_statement_timeout_seconds,
-        lock_timeout=settings.database_lock_timeout_seconds,
-    ) as store:
+    with _store(settings, max_size=2) as store:  # one holds the advisory lock
         maintainer = Maintainer(store, settings)
         while True:
             try:
@@ -517,11 +519,8 @@ def _maintain(settings: Settings, args: argparse.Namespace) -> int:
 
 def _stats(settings: Settings, args: argparse.Namespace) -> int:
     from heartbeat import stats
-    from heartbeat.store import Store
 
-    with Store(
-        _conninfo(settings), max_size=1, connect_timeout=settings.database_connect_timeout_seconds
-    ) as store:
+    with _store(settings) as store:
         report = stats.collect(store, window=timedelta(seconds=args.window), limit=args.limit)
     print(stats.render_json(report) if args.json else stats.render_table(report))
     return EXIT_OK
@@ -592,7 +591,6 @@ def _dlq_source(text: str) -> Any:
 
 def _dlq(settings: Settings, args: argparse.Namespace) -> int:
     from heartbeat import dlq
-    from heartbeat.store import Store
 
     if args.dlq_action == "redrive" and not (args.reason or args.sources or args.all):
         print(
@@ -604,13 +602,7 @@ def _dlq(settings: Settings, args: argparse.Namespace) -> int:
     if args.dlq_action == "redrive" and args.all and (args.reason or args.sources):
         print("heartbeat dlq redrive: --all takes no --reason or --source", file=sys.stderr)
         return EXIT_USAGE
-    with Store(
-        _conninfo(settings),
-        max_size=1,
-        connect_timeout=settings.database_connect_timeout_seconds,
-        statement_timeout=settings.database_statement_timeout_seconds,
-        lock_timeout=settings.database_lock_timeout_seconds,
-    ) as store:
+    with _store(settings) as store:
         if args.dlq_action == "count":
             return dlq.show_counts(store, as_json=args.json, out=sys.stdout)
         if args.dlq_action == "list":
@@ -632,13 +624,10 @@ def _dlq(settings: Settings, args: argparse.Namespace) -> int:
 def _lag(settings: Settings, args: argparse.Namespace) -> int:
     from heartbeat import lag
     from heartbeat.kafka import GroupAdmin
-    from heartbeat.store import Store
 
     group, topic = settings.kafka_consumer_group, settings.kafka_topic
     admin = GroupAdmin(settings)
-    with Store(
-        _conninfo(settings), max_size=1, connect_timeout=settings.database_connect_timeout_seconds
-    ) as store:
+    with _store(settings) as store:
         rows = lag.collect(
             store,
             admin,
@@ -655,19 +644,12 @@ def _lag(settings: Settings, args: argparse.Namespace) -> int:
 def _offsets(settings: Settings, args: argparse.Namespace) -> int:
     from heartbeat import offsets
     from heartbeat.kafka import GroupAdmin
-    from heartbeat.store import Store
 
     if args.to_datetime is not None:
         target = offsets.Target("datetime", args.to_datetime)
     else:
         target = offsets.Target("earliest" if args.to_earliest else "latest")
-    with Store(
-        _conninfo(settings),
-        max_size=1,
-        connect_timeout=settings.database_connect_timeout_seconds,
-        statement_timeout=settings.database_statement_timeout_seconds,
-        lock_timeout=settings.database_lock_timeout_seconds,
-    ) as store:
+    with _store(settings) as store:
         return offsets.reset(
             store,
             GroupAdmin(settings),
