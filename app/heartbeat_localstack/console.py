@@ -38,3 +38,16 @@ def run(command: Callable[[], int], retry: str) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def report_error(exc: LocalStackError, message: str = "") -> int:
+    """``error: <message or exc>`` on stderr, then the tail of the log the error names (a build
+    or a component that did not start); returns the exit status 1."""
+    print(f"error: {message or exc}", file=sys.stderr)
+    log_tail = getattr(exc, "log_tail", "")
+    if log_tail:
+        print(
+            f"--- last lines of {getattr(exc, 'log_path', 'its log')} ---\n{log_tail}",
+            file=sys.stderr,
+        )
+    return 1

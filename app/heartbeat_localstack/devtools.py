@@ -20,6 +20,7 @@ from pathlib import Path
 from heartbeat_localstack.cluster.build import Binaries, Builder, Progress, _exclusive
 from heartbeat_localstack.cluster.exceptions import BuildError
 from heartbeat_localstack.cluster.versions import PINNED, cache_root
+from heartbeat_localstack.console import report_error
 from heartbeat_localstack.exceptions import LocalStackError
 
 MARKER = "built.json"
@@ -130,13 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         target = build(tool, progress=lambda line: print(line, file=sys.stderr))
     except BuildError as exc:
-        print(f"error: cannot build {tool.name} {tool.version}: {exc}", file=sys.stderr)
-        if exc.log_tail:
-            print(f"--- last lines of {exc.log_path} ---\n{exc.log_tail}", file=sys.stderr)
-        return 1
+        return report_error(exc, f"cannot build {tool.name} {tool.version}: {exc}")
     except LocalStackError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return report_error(exc)
     print(target.path)
     return 0
 

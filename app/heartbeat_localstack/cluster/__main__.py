@@ -17,10 +17,10 @@ import logging
 import sys
 from pathlib import Path
 
+from heartbeat_localstack.console import report_error
 from heartbeat_localstack.exceptions import LocalStackError
 
 from . import build
-from .exceptions import BuildError, ComponentStartError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -102,14 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         if server and any(running.values()):
             print(f"API server {server}; kubeconfig {args.dir.resolve() / 'kubeconfig'}")
         return 0 if any(running.values()) else 3
-    except (BuildError, ComponentStartError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        if exc.log_tail:
-            print(f"--- last lines of {exc.log_path} ---\n{exc.log_tail}", file=sys.stderr)
-        return 1
     except LocalStackError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return report_error(exc)
 
 
 def _load(state_dir: Path) -> int:
