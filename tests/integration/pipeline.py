@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -11,7 +12,8 @@ import threading
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +26,7 @@ from heartbeat.consumer import ConsumerApp
 from heartbeat.generator import GeneratedReading, ReadingGenerator
 from heartbeat.kafka import DeliveryReport, KafkaProducer, Record, read_topic
 from heartbeat.metrics import ConsumerMetrics, new_registry
-from heartbeat.migrations import Migrator
+from heartbeat.migrations import Migrator, default_dir
 from heartbeat.server import Health
 from heartbeat.settings import Settings
 from heartbeat.store import Store
@@ -46,6 +48,29 @@ def create_database(admin_conninfo: str, name: str) -> str:
 def drop_database(admin_conninfo: str, name: str) -> None:
     with psycopg.connect(admin_conninfo, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def database_migrated_through(
+    admin_conninfo: str, scratch: Path, last: int, prefix: str
+) -> Iterator[str]:
+    """A new database with the migrations numbered up to ``last`` only (what an older release
+    left), its conninfo; dropped afterwards. ``scratch`` is an empty folder for the SQL files."""
+    folder = scratch / "sql"
+    folder.mkdir()
+    for path in sorted(default_dir().glob("*.sql")):
+        if int(path.name.split(".", 1)[0]) <= last:
+            shutil.copy(path, folder / path.name)
+    name = unique(prefix).replace("-", "_")
+    with psycopg.connect(admin_conninfo, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    conninfo = make_conninfo(admin_conninfo, dbname=name)
+    try:
+        with Migrator(conninfo, folder) as migrator:
+            migrator.apply()
+        yield conninfo
+    finally:
+        drop_database(admin_conninfo, name)
 
 
 @dataclass

@@ -6,22 +6,20 @@ as the readings themselves.
 
 from __future__ import annotations
 
-import shutil
 import threading
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
 
 from heartbeat import stats
 from heartbeat.cli import main
 from heartbeat.maintain import Maintainer
-from heartbeat.migrations import Migrator, default_dir
+from heartbeat.migrations import Migrator
 from heartbeat.settings import load_settings
 from heartbeat.store import Store
 from heartbeat.validation import Reading, classify
-from tests.integration.pipeline import drop_database, unique
+from tests.integration.pipeline import database_migrated_through
 from tests.monitoring.queries import dashboards, expand_sql, panel_queries
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("logging_as_it_was")]
@@ -240,17 +238,8 @@ INSERT INTO heartbeat_minutes VALUES (%(customer)s, %(minute)s, 2, 60, 80, 140, 
 @pytest.fixture
 def database_before_hours(postgres_service, tmp_path):
     """A database with the migrations before the hourly rollups only."""
-    folder = tmp_path / "sql"
-    folder.mkdir()
-    for path in sorted(default_dir().glob("000[1-7].*.sql")):
-        shutil.copy(path, folder / path.name)
-    name = unique("hb_hours").replace("-", "_")
-    sql(postgres_service.conninfo, f'CREATE DATABASE "{name}"')
-    conninfo = make_conninfo(postgres_service.conninfo, dbname=name)
-    with Migrator(conninfo, folder) as migrator:
-        migrator.apply()
-    yield conninfo
-    drop_database(postgres_service.conninfo, name)
+    with database_migrated_through(postgres_service.conninfo, tmp_path, 7, "hb_hours") as conninfo:
+        yield conninfo
 
 
 def test_the_migration_marks_the_hours_that_may_still_change_so_they_end_exact(

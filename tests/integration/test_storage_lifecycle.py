@@ -9,7 +9,6 @@ does nothing a second time or while another run holds its lock.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from heartbeat.maintain import LOCK_KEY
 from heartbeat.migrations import Migrator
 from heartbeat.store import Store
 from heartbeat.validation import Reading, classify
-from tests.integration.pipeline import ROOT, drop_database, unique
+from tests.integration.pipeline import database_migrated_through, drop_database, unique
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("logging_as_it_was")]
 
@@ -82,17 +81,8 @@ def store(database):
 @pytest.fixture
 def database_before_partitioning(postgres_service, tmp_path):
     """A database with the migrations up to 0003 only: heartbeats is one table."""
-    folder = tmp_path / "sql"
-    folder.mkdir()
-    for path in sorted((ROOT / "sql").glob("000[1-3].*.sql")):
-        shutil.copy(path, folder / path.name)
-    name = unique("hb_conv").replace("-", "_")
-    sql(postgres_service.conninfo, f'CREATE DATABASE "{name}"')
-    conninfo = make_conninfo(postgres_service.conninfo, dbname=name)
-    with Migrator(conninfo, folder) as migrator:
-        migrator.apply()
-    yield conninfo
-    drop_database(postgres_service.conninfo, name)
+    with database_migrated_through(postgres_service.conninfo, tmp_path, 3, "hb_conv") as conninfo:
+        yield conninfo
 
 
 # --- the migration -----------------------------------------------------------------------
