@@ -111,9 +111,10 @@ ORDER BY 2, 1;
 
 -- Hours that may still change, marked so that `heartbeat maintain` recomputes each from
 -- its minutes once it is over: those a pending minute falls in, the newest one filled
--- above, and the current hour and the one before. Until the new `heartbeat maintain`
--- runs, one of the previous release (a CronJob firing during the upgrade) rolls minutes up
--- without marking their hours, which would leave those hours short for good.
+-- above, and (in a database with rollups) the current hour and the one before. Until the
+-- new `heartbeat maintain` runs, one of the previous release (a CronJob firing during the
+-- upgrade) rolls minutes up without marking their hours, which would leave those hours
+-- short for good.
 INSERT INTO heartbeat_hours_pending (hour)
 SELECT date_bin('1 hour', minute, TIMESTAMPTZ '2000-01-01 00:00:00+00')
 FROM heartbeat_minutes_pending
@@ -121,4 +122,5 @@ UNION
 SELECT max(hour) FROM heartbeat_hours HAVING max(hour) IS NOT NULL
 UNION
 SELECT date_bin('1 hour', now(), TIMESTAMPTZ '2000-01-01 00:00:00+00') - n * interval '1 hour'
-FROM generate_series(0, 1) AS n;
+FROM generate_series(0, 1) AS n
+WHERE EXISTS (SELECT 1 FROM heartbeat_minutes);
