@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
-from tests.integration.faults.harness import REPORTED
+from tests.integration.faults.harness import REPORTED, RUNNING_FEEDERS
+
+
+@pytest.fixture(autouse=True)
+def _feeders_stop_with_their_test() -> Iterator[None]:
+    """A test that fails midway leaves no feeder producing into the next test's time."""
+    yield
+    while RUNNING_FEEDERS:
+        RUNNING_FEEDERS.pop().stop()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -133,6 +133,10 @@ def retopic(pipeline: Pipeline, *, replication: int) -> None:
 # --- producing through faults ------------------------------------------------------------
 
 
+# Feeders of the running test, stopped at its end whether it passed or not (conftest).
+RUNNING_FEEDERS: list[Feeder] = []
+
+
 class Feeder:
     """Produces a workload from a thread at `rate` messages/s, idempotent with acks=all.
 
@@ -149,7 +153,9 @@ class Feeder:
         self.failures: list[str] = []
         self.queued = 0
         self._lock = threading.Lock()
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="feeder", daemon=True)
+        RUNNING_FEEDERS.append(self)
         self._producer = KafkaProducer(
             settings,
             on_delivery=lambda _: None,
@@ -176,13 +182,19 @@ class Feeder:
         started = time.monotonic()
         first = self.queued
         total = len(self.workload.messages)
-        while self.queued < total:
+        while self.queued < total and not self._stop.is_set():
             due = first + int((time.monotonic() - started) * self.rate) + 1
             while self.queued < min(due, total):
                 self._send(self.queued)
             self._producer.poll(0.02)
-        while len(self._producer) and not self.failures:
+        while len(self._producer) and not self.failures and not self._stop.is_set():
             self._producer.poll(0.2)
+
+    def stop(self) -> None:
+        """End the thread (a test that failed midway): what is still queued is abandoned."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(10)
 
     def _send(self, index: int) -> None:
         key, value, headers = self.workload.messages[index]
