@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from heartbeat_localstack.cluster import dev
+from tests.support.polling import wait_for
 
 from .conftest import RealCluster
 
@@ -116,19 +116,9 @@ class Pipeline:
 
 
 def eventually(check: Callable[[], Any], what: str, timeout: float = 240) -> Any:
-    """The first truthy result of `check`, polled until `timeout` seconds have passed."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except CommandFailed as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(3)
-    raise AssertionError(f"{what}: not within {timeout:.0f} s (last: {last!r})")
+    """The first truthy result of `check`, polled every 3 s; a kubectl that fails counts as
+    "not yet"."""
+    return wait_for(check, timeout, what, interval=3, retrying=(CommandFailed,))
 
 
 def heartbeat_values(cluster: RealCluster) -> dict[str, Any]:

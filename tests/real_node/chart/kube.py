@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.support.polling import wait_for
+
 Object = dict[str, Any]
 
 LOG_LINES = 40
@@ -128,20 +130,15 @@ def wait_until(
     interval: float = 2.0,
     explain: Callable[[], str] | None = None,
 ) -> float:
-    """Calls `check` until it holds; returns the seconds it took, or fails with diagnostics."""
+    """Calls `check` until it holds (a client that does not answer counts as "not yet");
+    returns the seconds it took, or fails with the cluster's diagnostics."""
     started = time.monotonic()
-    while True:
-        try:
-            if check():
-                return time.monotonic() - started
-        except CommandError:
-            pass  # a client that did not answer this time: try again until the deadline
-        if time.monotonic() - started > seconds:
-            detail = explain() if explain is not None else ""
-            raise AssertionError(
-                f"{what}: not within {seconds:.0f} s. {detail}\n{kube.diagnostics()}"
-            )
-        time.sleep(interval)
+    try:
+        wait_for(check, seconds, what, interval, retrying=(CommandError,))
+    except AssertionError as exc:
+        detail = explain() if explain is not None else ""
+        raise AssertionError(f"{exc}. {detail}\n{kube.diagnostics()}") from None
+    return time.monotonic() - started
 
 
 def condition(obj: Object, kind: str) -> str | None:
