@@ -136,12 +136,28 @@ class ProducerApp:
     def _ensure_topic(self) -> bool:
         try:
             self._deps.retry(
-                "kafka", lambda: ensure_topics(self.settings, [self.settings.kafka_topic])
+                "kafka",
+                lambda: ensure_topics(self.settings, [self.settings.kafka_topic]),
+                sleep=self._wait_alive,
             )
         except TransientError:
             return False  # stopped before Kafka answered
         self._kafka_ready = True
         return True
+
+    def _wait_alive(self, seconds: float) -> None:
+        """Between attempts to reach Kafka at start: alive for ``/healthz``, not ready.
+
+        A producer correctly waiting for Kafka is not stuck; were its liveness to fail, the
+        kubelet would restart it again and again, which reaches Kafka no sooner.
+        """
+        deadline = time.monotonic() + seconds
+        while not self._stopping.is_set():
+            self.health.tick()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._stopping.wait(min(remaining, 1.0))
 
     def _waiting(self) -> None:
         """While the send queue is full (Kafka away): stay alive; give up when stopping."""
