@@ -205,7 +205,7 @@ class Reconciler:
                 )
 
         pods = self._kube.list_pods(namespace, manifests.selector_string(name)) if actual else []
-        workload = observe(actual, pods)
+        workload = observe(actual, pods, self._clock())
         conditions = previous.get("conditions") or []
         if not deleting:
             conditions = self._report(body, previous, assess(spec, problem, workload), workload)

@@ -9,15 +9,17 @@ spec asks). Conditions follow Kubernetes' convention (``type``, ``status``, Came
 ``observedGeneration``), so ``kubectl wait --for=condition=Ready`` works.
 
 A generator pod that cannot run says why in the Ready condition, as ``kubectl get pods``
-would: crash-looping (Kafka unreachable, say), its image not pulled, its container not
-created (a missing Secret or key), or no node for it; the message names the pods.
+would: crash-looping (it keeps exiting: Kafka refuses to create its topic, say), its image
+not pulled, its container not created (a missing Secret or key), no node for it, or running
+but not ready for a minute (a generator's one readiness check is Kafka: an unreachable Kafka
+is waited for, never a reason to exit); the message names the pods.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from heartbeat.generator import customer_slice
@@ -32,7 +34,12 @@ CONFIG_ERROR = "GeneratorConfigError"
 IMAGE_NOT_PULLED = "GeneratorImageNotPulled"
 CRASH_LOOPING = "GeneratorCrashLooping"
 UNSCHEDULABLE = "GeneratorUnschedulable"
-FAILURE_REASONS = (CONFIG_ERROR, IMAGE_NOT_PULLED, CRASH_LOOPING, UNSCHEDULABLE)
+NOT_READY = "GeneratorNotReady"
+FAILURE_REASONS = (CONFIG_ERROR, IMAGE_NOT_PULLED, CRASH_LOOPING, UNSCHEDULABLE, NOT_READY)
+#: How long a running generator may be not ready before it counts as failing: well past its
+#: readiness probe's first checks (after 5 s, then every 5 s) and a first answer of Kafka,
+#: so that a pod starting or a broker restarting never turns the simulation Warning.
+NOT_READY_AFTER = timedelta(seconds=60)
 # A container's waiting reason (the kubelet's) and what it means for a generator pod.
 WAITING = {
     "CreateContainerConfigError": CONFIG_ERROR,
@@ -92,8 +99,16 @@ class Condition:
     message: str
 
 
-def observe(statefulset: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]) -> Workload:
-    """The workload from the StatefulSet (None when absent) and the pods it selects."""
+def observe(
+    statefulset: Mapping[str, Any] | None,
+    pods: Sequence[Mapping[str, Any]],
+    now: datetime | None = None,
+) -> Workload:
+    """The workload from the StatefulSet (None when absent) and the pods it selects.
+
+    ``now`` (the operator's clock) tells how long a running pod has been not ready; without
+    it, no pod counts as failing for that.
+    """
     if statefulset is None:
         return Workload(exists=False)
     meta = statefulset.get("metadata", {})
@@ -115,21 +130,24 @@ def observe(statefulset: Mapping[str, Any] | None, pods: Sequence[Mapping[str, A
         updated=updated,
         settled=settled,
         customers=simulated_customers(pods),
-        failures=pod_failures(pods),
+        failures=pod_failures(pods, now),
     )
 
 
-def pod_failures(pods: Iterable[Mapping[str, Any]]) -> tuple[PodFailure, ...]:
+def pod_failures(
+    pods: Iterable[Mapping[str, Any]], now: datetime | None = None
+) -> tuple[PodFailure, ...]:
     """The pods that cannot run, the most pressing reason first, then by ordinal."""
-    found = [failure for pod in pods if (failure := pod_failure(pod)) is not None]
+    found = [failure for pod in pods if (failure := pod_failure(pod, now)) is not None]
     return tuple(sorted(found, key=lambda f: (FAILURE_REASONS.index(f.reason), _ordinal(f.pod))))
 
 
-def pod_failure(pod: Mapping[str, Any]) -> PodFailure | None:
+def pod_failure(pod: Mapping[str, Any], now: datetime | None = None) -> PodFailure | None:
     """Why a generator pod cannot run, or None while it runs, starts or is going away.
 
     Read from what the kubelet and the scheduler report: a container waiting for a
-    reason that does not pass by itself, or a pod no node can take.
+    reason that does not pass by itself, a pod no node can take, or (given ``now``) a
+    container running but not ready for ``NOT_READY_AFTER``.
     """
     meta = pod.get("metadata", {})
     if meta.get("deletionTimestamp"):
@@ -152,7 +170,52 @@ def pod_failure(pod: Mapping[str, Any]) -> PodFailure | None:
         ):
             said = _short(condition.get("message")) or "no node fits"
             return PodFailure(name, UNSCHEDULABLE, f"not scheduled: {said}")
+    since = not_ready_since(pod)
+    if now is not None and since is not None and now - since >= NOT_READY_AFTER:
+        return PodFailure(name, NOT_READY, _not_ready_detail(pod, since))
     return None
+
+
+def not_ready_since(pod: Mapping[str, Any]) -> datetime | None:
+    """Since when the generator container has been running without being ready, or None.
+
+    The later of the container's start and the pod's turn to not ready: a pod that was
+    ready and stopped being so (Kafka gone away) counts from then, a restarted container
+    from its restart.
+    """
+    status = pod.get("status") or {}
+    containers = status.get("containerStatuses") or []
+    if not containers or containers[0].get("ready"):
+        return None
+    running = (containers[0].get("state") or {}).get("running") or {}
+    if "startedAt" not in running:
+        return None
+    times = [running["startedAt"]] + [
+        c.get("lastTransitionTime")
+        for c in status.get("conditions") or []
+        if c.get("type") == "Ready" and c.get("status") == "False"
+    ]
+    try:
+        return max(_instant(str(t)) for t in times if t)
+    except ValueError:
+        return None
+
+
+def _instant(text: str) -> datetime:
+    """An RFC 3339 instant of the API server (``2026-01-02T03:04:05Z``)."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _not_ready_detail(pod: Mapping[str, Any], since: datetime) -> str:
+    """Since when, and what a generator's readiness means: Kafka answers it (``/readyz``).
+
+    An instant rather than a duration, so the message stays the same from one
+    reconciliation to the next.
+    """
+    kafka = pod_env(pod).get("KAFKA_BOOTSTRAP_SERVERS")
+    check = f"Kafka at {kafka}" if kafka else "Kafka"
+    stamp = since.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"running, not ready since {stamp}: its readiness check, {check}, fails"
 
 
 def _crash_detail(container: Mapping[str, Any]) -> str:
@@ -210,12 +273,7 @@ def is_ready(pod: Mapping[str, Any]) -> bool:
 
 def pod_slice(pod: Mapping[str, Any]) -> range | None:
     """The customers a generator pod simulates, or None if it does not say."""
-    containers = pod.get("spec", {}).get("containers") or []
-    env = {
-        item["name"]: item.get("value")
-        for container in containers[:1]
-        for item in container.get("env") or []
-    }
+    env = pod_env(pod)
     ordinal = str(pod.get("metadata", {}).get("name", "")).rsplit("-", 1)[-1]
     try:
         return customer_slice(
@@ -226,6 +284,16 @@ def pod_slice(pod: Mapping[str, Any]) -> range | None:
         )
     except (KeyError, ValueError):
         return None
+
+
+def pod_env(pod: Mapping[str, Any]) -> dict[str, str | None]:
+    """The generator container's literal environment (values from Secrets are None)."""
+    containers = pod.get("spec", {}).get("containers") or []
+    return {
+        item["name"]: item.get("value")
+        for container in containers[:1]
+        for item in container.get("env") or []
+    }
 
 
 def assess(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -26,11 +26,12 @@ class World:
         self.kube = FakeKube()
         self.registry = CollectorRegistry()
         self.generator = GeneratorConfig(image="heartbeat:test")
+        self.now = datetime(2026, 1, 1, tzinfo=UTC)
         self.reconciler = Reconciler(
             self.kube,  # type: ignore[arg-type]
             self.generator,
             OperatorMetrics(self.registry),
-            clock=lambda: datetime(2026, 1, 1, tzinfo=UTC),
+            clock=lambda: self.now,
             events=self.kube.post_event,
         )
 
@@ -106,7 +107,7 @@ def test_a_crash_looping_generator_pod_shows_in_ready_and_is_reported_once(world
     world.kube.settle("ward")
     world.reconcile()
     world.sts()["status"]["readyReplicas"] = 2  # ward-2 stopped being ready...
-    world.kube.unready["ward-2"] = CRASH_LOOPING  # ...and crash-loops (Kafka unreachable)
+    world.kube.unready["ward-2"] = CRASH_LOOPING  # ...and crash-loops (it keeps exiting)
 
     world.reconcile()
     (ready,) = [c for c in world.kube.status("ward")["conditions"] if c["type"] == "Ready"]
@@ -123,11 +124,55 @@ def test_a_crash_looping_generator_pod_shows_in_ready_and_is_reported_once(world
     world.reconcile()
     assert [e[1] for e in world.kube.events].count("GeneratorCrashLooping") == 1
 
-    del world.kube.unready["ward-2"]  # Kafka is back: the pod runs and is ready again
+    del world.kube.unready["ward-2"]  # fixed: the pod runs and is ready again
     world.kube.settle("ward")
     world.reconcile()
     assert world.kube.condition("ward", "Ready") == ("True", "AllReplicasReady")
     assert world.kube.reasons()[-1] == "AllReplicasReady"
+
+
+def not_ready_since(started: datetime) -> dict[str, object]:
+    """A pod status: the generator runs, its readiness probe failing since ``started``."""
+    stamp = started.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": stamp}],
+        "containerStatuses": [
+            {"name": "generator", "ready": False, "state": {"running": {"startedAt": stamp}}}
+        ],
+    }
+
+
+def test_a_generator_running_not_ready_shows_in_ready_after_a_minute_once(world: World) -> None:
+    world.kube.apply("ward", {"customers": 10, "replicas": 3})
+    world.reconcile()
+    world.kube.settle("ward")
+    world.reconcile()
+    world.sts()["status"]["readyReplicas"] = 2  # ward-2 restarted and stays not ready
+    world.kube.unready["ward-2"] = not_ready_since(world.now)
+
+    world.now += timedelta(seconds=30)
+    world.reconcile()
+    assert world.kube.condition("ward", "Ready") == ("False", "ReplicasNotReady")
+
+    world.now += timedelta(seconds=30)
+    world.reconcile()
+    (ready,) = [c for c in world.kube.status("ward")["conditions"] if c["type"] == "Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "GeneratorNotReady")
+    assert "ward-2: running, not ready since 2026-01-01T00:00:00Z" in ready["message"]
+    (warning,) = [e for e in world.kube.events if e[1] == "GeneratorNotReady"]
+    assert warning[0] == "Warning"
+    assert "ward-2" in warning[2]
+
+    writes = len(world.kube.writes)
+    world.now += timedelta(minutes=5)
+    world.reconcile()
+    assert len(world.kube.writes) == writes, "the status stays as it is while nothing changes"
+    assert world.kube.reasons().count("GeneratorNotReady") == 1
+
+    del world.kube.unready["ward-2"]  # Kafka answers: the pod is ready again
+    world.kube.settle("ward")
+    world.reconcile()
+    assert world.kube.condition("ward", "Ready") == ("True", "AllReplicasReady")
 
 
 def test_a_spec_change_is_an_update_not_drift(world: World) -> None:

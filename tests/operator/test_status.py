@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -395,3 +395,75 @@ def test_the_spec_problem_and_the_pause_come_before_the_pods() -> None:
     spec = parse_spec({"customers": 10, "replicas": 3, "paused": True})
     assert assess(spec, None, workload)[0].reason == "Paused"
     assert assess(None, INVALID, workload)[0].reason == "InvalidSpec"
+
+
+# --- Pods that run and are not ready -----------------------------------------------------
+
+STARTED = "2026-01-02T03:04:05Z"
+
+
+def running_unready(
+    ordinal: int, started: str = STARTED, unready_since: str | None = None, kafka: str = "k:9092"
+) -> dict[str, Any]:
+    """A generator pod whose container runs and whose readiness probe fails."""
+    found = pod(ordinal, 10, 3, ready=False)
+    found["spec"]["containers"][0]["env"].append(
+        {"name": "KAFKA_BOOTSTRAP_SERVERS", "value": kafka}
+    )
+    found["status"]["conditions"][0]["lastTransitionTime"] = unready_since or started
+    found["status"]["containerStatuses"] = [
+        {
+            "name": "generator",
+            "ready": False,
+            "restartCount": 0,
+            "started": True,
+            "state": {"running": {"startedAt": started}},
+        }
+    ]
+    return found
+
+
+def test_a_pod_running_not_ready_for_a_minute_fails_naming_its_kafka() -> None:
+    assert pod_failure(running_unready(1), T0 + timedelta(seconds=60)) == PodFailure(
+        "sim-1",
+        "GeneratorNotReady",
+        "running, not ready since 2026-01-02T03:04:05Z: its readiness check, "
+        "Kafka at k:9092, fails",
+    )
+
+
+@pytest.mark.parametrize(
+    ("pod_status", "now"),
+    [
+        (running_unready(1), T0 + timedelta(seconds=59)),  # starting: a first answer may come
+        (running_unready(1), None),  # no clock: not judged
+        # ready a long time, not ready for 30 s only (a broker restarting)
+        (running_unready(1, unready_since="2026-01-02T03:08:30Z"), T1),
+        # restarted 10 s ago, whenever the pod last turned not ready
+        (running_unready(1, started="2026-01-02T03:08:50Z"), T1),
+        (pod(1, 10, 3), T1),  # ready
+    ],
+)
+def test_a_pod_starting_or_briefly_not_ready_is_no_failure(
+    pod_status: dict[str, Any], now: datetime | None
+) -> None:
+    assert pod_failure(pod_status, now) is None
+
+
+def test_the_message_of_a_pod_not_ready_stays_the_same_from_one_resync_to_the_next() -> None:
+    statefulset, pods = sts(2, ready=1), [pod(0, 10, 2), running_unready(1)]
+    spec = parse_spec({"customers": 10, "replicas": 2})
+    first = assess(spec, None, observe(statefulset, pods, T0 + timedelta(minutes=2)))[0]
+    later = assess(spec, None, observe(statefulset, pods, T0 + timedelta(minutes=30)))[0]
+    assert (first.status, first.reason) == (False, "GeneratorNotReady")
+    assert first.message == later.message
+    assert first.message.startswith("generator pod failing: sim-1: running, not ready since ")
+    assert "1 of 2 replicas ready" in first.message
+
+
+def test_a_crash_loop_comes_before_pods_not_ready() -> None:
+    pods = [running_unready(0), failing_pod(1, **waiting("CrashLoopBackOff", restarts=2))]
+    assert [f.reason for f in pod_failures(pods, T1)] == [
+        "GeneratorCrashLooping",
+        "GeneratorNotReady",
+    ]
