@@ -34,6 +34,7 @@ from .node_config import (
     BRIDGE,
     CLUSTER_DNS,
     CRI_NAMESPACE,
+    HOST_SYSCTLS_FILE,
     KUBELET_SYSCTLS,
     NODE_COMPONENTS,
     NODE_NAME,
@@ -45,10 +46,13 @@ from .node_config import (
     containerd_argv,
     containerd_config,
     coredns_manifests,
+    host_sysctls,
     kube_proxy_config,
     kubelet_argv,
     kubelet_config,
     mounts_under,
+    parse_recorded,
+    sysctl_changes,
     sysctl_path,
 )
 from .waiting import wait_for_component
@@ -311,30 +315,54 @@ def _kill_leftover_shims(layout: NodeLayout) -> None:
 # -- host state -----------------------------------------------------------------------------
 
 
-def _set_sysctls(layout: NodeLayout, progress: Progress) -> None:
-    before = {name: sysctl_path(name).read_text().strip() for name in KUBELET_SYSCTLS}
-    if not layout.sysctls_file.exists():
-        layout.sysctls_file.write_text(json.dumps(before, indent=2) + "\n")
-    changed = {name: value for name, value in KUBELET_SYSCTLS.items() if before[name] != value}
+def _current_sysctls() -> dict[str, str]:
+    return {name: sysctl_path(name).read_text().strip() for name in KUBELET_SYSCTLS}
+
+
+def _recorded_sysctls(layout: NodeLayout, record: Path) -> dict[str, str] | None:
+    """The machine's record of the host's values; else the one a node of an older checkout
+    kept in its own state folder."""
+    for path in (record, layout.sysctls_file):
+        try:
+            found = parse_recorded(path.read_text())
+        except OSError:
+            continue
+        if found is not None:
+            return found
+    return None
+
+
+def _set_sysctls(layout: NodeLayout, progress: Progress, record: Path = HOST_SYSCTLS_FILE) -> None:
+    current = _current_sysctls()
+    originals = host_sysctls(current, _recorded_sysctls(layout, record))
+    record.write_text(json.dumps(originals, indent=2) + "\n")
+    left = sysctl_changes(current, originals)
+    if left:
+        progress(
+            "the host's own values, recorded by an earlier node that was not stopped, are kept "
+            "to put back: " + ", ".join(f"{name}={value}" for name, value in left.items())
+        )
+    changed = sysctl_changes(current, KUBELET_SYSCTLS)
     for name, value in changed.items():
         sysctl_path(name).write_text(value)
     if changed:
         progress(
             "set for the kubelet (put back on cluster-down): "
-            + ", ".join(f"{name}={value} (was {before[name]})" for name, value in changed.items())
+            + ", ".join(f"{name}={value} (was {current[name]})" for name, value in changed.items())
         )
 
 
-def _restore_sysctls(layout: NodeLayout, progress: Progress) -> None:
-    try:
-        before = json.loads(layout.sysctls_file.read_text())
-    except (OSError, ValueError):
+def _restore_sysctls(
+    layout: NodeLayout, progress: Progress, record: Path = HOST_SYSCTLS_FILE
+) -> None:
+    originals = _recorded_sysctls(layout, record)
+    if originals is None:
         return
-    for name, value in before.items():
-        if sysctl_path(name).read_text().strip() != value:
-            sysctl_path(name).write_text(value)
-            progress(f"put back {name}={value}")
-    layout.sysctls_file.unlink()
+    for name, value in sysctl_changes(_current_sysctls(), originals).items():
+        sysctl_path(name).write_text(value)
+        progress(f"put back {name}={value}")
+    record.unlink(missing_ok=True)
+    layout.sysctls_file.unlink(missing_ok=True)
 
 
 def _remove_chains() -> None:

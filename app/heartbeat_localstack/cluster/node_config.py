@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,13 @@ KUBELET_SYSCTLS = {
     "kernel.panic": "10",
     "kernel.panic_on_oops": "1",
 }
+
+#: The host's own values of KUBELET_SYSCTLS, recorded by the first real node since boot (the
+#: kernel's defaults come back with a reboot, and /run with it) and removed once a node's down
+#: has put them back. Per machine, not per state folder: a node abandoned without a down (its
+#: test process killed) leaves the kubelet's values set, and the next node, in a new state
+#: folder, would record those as the host's and put them "back" on its down.
+HOST_SYSCTLS_FILE = Path("/run/heartbeat-real-node-sysctls.json")
 
 #: Start order; stopped in reverse.
 NODE_COMPONENTS = ("containerd", "kubelet", "kube-proxy")
@@ -411,6 +419,31 @@ def mounts_under(mountinfo: str, roots: tuple[Path, ...]) -> list[str]:
 
 def _unescape(text: str) -> str:
     return re.sub(r"\\(\d{3})", lambda m: chr(int(m.group(1), 8)), text)
+
+
+def host_sysctls(current: Mapping[str, str], recorded: Mapping[str, str] | None) -> dict[str, str]:
+    """The host's own values of KUBELET_SYSCTLS, to put back on down: what this machine
+    recorded before (an earlier node may have set the current ones), else the current."""
+    kept = recorded or {}
+    return {name: kept.get(name, current[name]) for name in KUBELET_SYSCTLS}
+
+
+def sysctl_changes(current: Mapping[str, str], wanted: Mapping[str, str]) -> dict[str, str]:
+    """The sysctls of `wanted` whose current value differs, with the value to write."""
+    return {name: value for name, value in wanted.items() if current.get(name) != value}
+
+
+def parse_recorded(text: str | None) -> dict[str, str] | None:
+    """Recorded sysctls (a JSON object of strings), or None when there is no usable record."""
+    try:
+        found = json.loads(text) if text else None
+    except ValueError:
+        return None
+    if not isinstance(found, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in found.items()
+    ):
+        return None
+    return found
 
 
 def sysctl_path(name: str) -> Path:
