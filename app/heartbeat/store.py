@@ -5,8 +5,8 @@ runs for each batch: the batch's rows (``reading_rows.pack_rows``) are binary-CO
 into a per-connection staging table, moved into ``heartbeats`` with ``INSERT ... ON
 CONFLICT DO NOTHING`` (so duplicates, within the batch or from any earlier delivery, are
 skipped) and counted in one aggregate row, and the consumed offsets are upserted into
-``consumer_offsets``, all in one transaction. ``Store.write_batch`` runs the same
-transaction for a list of ``Reading`` and answers a row per stored reading.
+``consumer_offsets``, all in one transaction. ``Store.write_batch`` packs a list of
+``Reading`` and runs it, answering the stored readings' instants.
 Offsets only move forward, so a late write from a consumer that lost its
 partitions can never rewind the position another consumer already stored.
 
@@ -47,7 +47,13 @@ from heartbeat.dead_letter_rows import DeadLetter, Source, from_record
 from heartbeat.errors import DatabaseUnavailable, SchemaNotMigrated, SettingsError
 from heartbeat.security_hints import postgres_hint, with_hint
 from heartbeat.types import Partition, Record
-from heartbeat.validation import Anomaly, Reading, Rejection, conflicting_reading
+from heartbeat.validation import (
+    VALID_MAX_BPM,
+    Reading,
+    Rejection,
+    conflicting_reading,
+    to_micros,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -95,12 +101,6 @@ RECONNECT_CYCLE_SECONDS = 4.0
 
 
 @dataclass(frozen=True, slots=True)
-class StoredRow:
-    ts: datetime
-    anomaly: Anomaly | None
-
-
-@dataclass(frozen=True, slots=True)
 class Conflict:
     """A reading for an instant already stored with another heart rate."""
 
@@ -112,7 +112,11 @@ class Conflict:
 
 @dataclass(frozen=True, slots=True)
 class WriteResult:
-    stored: list[StoredRow]
+    """What ``write_batch`` stored: the readings' instants, in the order staged."""
+
+    stored: list[datetime]
+    low: int  # stored readings flagged low
+    high: int  # ... and high
     duplicates: int  # exact duplicates only: same customer, instant and heart rate
     conflicts: list[Conflict] = field(default_factory=list)
     dead_letters: int = 0  # rows newly added to dead_letters (rejected and conflicts)
@@ -139,6 +143,19 @@ class StagedReadings(Protocol):
 
     def __len__(self) -> int: ...
     def reading(self, index: int) -> Reading: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Listed:
+    """A list of ``Reading`` as ``write_rows`` asks for a conflicting one."""
+
+    readings: Sequence[Reading]
+
+    def __len__(self) -> int:
+        return len(self.readings)
+
+    def reading(self, index: int) -> Reading:
+        return self.readings[index]
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,44 +338,41 @@ class Store:
         rejected: Sequence[tuple[Record, Rejection]] = (),
         on_conflicts: Callable[[list[Conflict]], None] | None = None,
     ) -> WriteResult:
-        """Store readings, dead letters and offsets in one transaction.
+        """``write_rows`` for a list of ``Reading``, answering the stored ones' instants.
 
-        ``sources[i]``, if given, is the record ``readings[i]`` came from: a
-        conflicting reading is then kept in ``dead_letters`` too. Every
-        ``rejected`` record is kept there (once: a row already there is left as
-        it is). ``on_conflicts`` is called with the batch's conflicts, only if
-        there are some, inside the transaction just before it commits; if it
-        raises, nothing of the batch is stored and the exception propagates.
+        ``sources[i]``, if given, is the record ``readings[i]`` came from (``write_rows``'
+        ``source``). A reading's anomaly is stored as its heart rate's
+        (``validation.classify``), as the consumer's are.
         """
         if sources is not None and len(sources) != len(readings):
             raise ValueError(f"{len(sources)} sources for {len(readings)} readings")
-        with self._transaction() as conn, conn.cursor() as cur:
-            stored: list[StoredRow] = []
-            conflicts: list[Conflict] = []
-            if readings:
-                with cur.copy(reading_rows.COPY_STAGING) as copy:
-                    copy.set_types(["int4", "int8", "timestamptz", "int2", "text"])
-                    for i, r in enumerate(readings):
-                        copy.write_row((i, r.customer_id, r.ts, r.heart_rate, r.anomaly))
-                cur.execute(reading_rows.MOVE_STAGED)
-                stored = [StoredRow(ts, Anomaly(a) if a else None) for ts, a in cur.fetchall()]
-                if len(stored) < len(readings):
-                    cur.execute(reading_rows.FIND_CONFLICTS)
-                    conflicts = [
-                        Conflict(i, readings[i], rate, conflicting_reading(readings[i], rate))
-                        for i, rate in cur.fetchall()
-                    ]
-            letters = [from_record(record, rejection, group) for record, rejection in rejected]
-            if sources is not None:
-                letters += [from_record(sources[c.index], c.rejection, group) for c in conflicts]
-            added = _finish_batch(cur, group, letters, offsets)
-            if conflicts and on_conflicts is not None:
-                on_conflicts(conflicts)
+        for r in readings:
+            # The rates pack_rows can pack; the table's check refuses those below 30.
+            if not 0 <= r.heart_rate <= VALID_MAX_BPM:
+                raise ValueError(f"heart rate {r.heart_rate} cannot be stored: {r}")
+        result = self.write_rows(
+            group,
+            reading_rows.pack_rows(
+                [r.customer_id for r in readings],
+                [to_micros(r.ts) for r in readings],
+                [r.heart_rate for r in readings],
+            ),
+            _Listed(readings),
+            offsets,
+            rejected=rejected,
+            source=None if sources is None else sources.__getitem__,
+            on_conflicts=on_conflicts,
+        )
+        stored = result.stored_instants
+        if stored is None:  # all of them or none
+            stored = [r.ts for r in readings] if result.stored else []
         return WriteResult(
             stored=stored,
-            duplicates=len(readings) - len(stored) - len(conflicts),
-            conflicts=conflicts,
-            dead_letters=added,
+            low=result.low,
+            high=result.high,
+            duplicates=result.duplicates,
+            conflicts=result.conflicts,
+            dead_letters=result.dead_letters,
         )
 
     def write_rows(
@@ -372,12 +386,16 @@ class Store:
         source: Callable[[int], Record] | None = None,
         on_conflicts: Callable[[list[Conflict]], None] | None = None,
     ) -> BatchResult:
-        """``write_batch`` for the consumer's hot path: the same transaction, other shapes.
+        """Store a batch's readings, dead letters and offsets in one transaction.
 
         ``copy_data`` is the readings' binary COPY (``reading_rows.pack_rows``); the
         answer is counts from one aggregate row, not a row per reading. ``readings``
         and ``source`` are asked only of a conflicting reading: its ``Reading`` and the
         record it came from (kept in ``dead_letters`` too when ``source`` is given).
+        Every ``rejected`` record is kept there (once: a row already there is left as
+        it is). ``on_conflicts`` is called with the batch's conflicts, only if there
+        are some, inside the transaction just before it commits; if it raises, nothing
+        of the batch is stored and the exception propagates.
         """
         staged = len(readings)
         with self._transaction() as conn, conn.cursor() as cur:

@@ -1,7 +1,8 @@
 """A batch's transaction against the real PostgreSQL: duplicates, conflicts and dead letters.
 
 Each case runs through both ways in: ``Store.write_rows``, the consumer's (binary COPY of
-``pack_rows``, counts from one aggregate row), and ``Store.write_batch`` (a row per reading).
+``pack_rows``, counts from one aggregate row), and ``Store.write_batch`` (a list of
+``Reading``, packed and written by ``write_rows``, answering the stored instants).
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -21,8 +21,8 @@ from heartbeat.dead_letter_rows import MAX_PAYLOAD_BYTES
 from heartbeat.errors import FatalError, KafkaUnavailable
 from heartbeat.kafka import Partition, Record
 from heartbeat.reading_rows import pack_rows
-from heartbeat.store import Conflict, Store
-from heartbeat.validation import Anomaly, Reading, Reason, Rejection, classify, to_micros, validate
+from heartbeat.store import Store, WriteResult
+from heartbeat.validation import Reading, Reason, Rejection, classify, to_micros, validate
 
 pytestmark = pytest.mark.integration
 
@@ -62,37 +62,12 @@ def store(database):
         yield store
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What a batch's transaction reports, in one shape for both ways in."""
-
-    stored: list[datetime]  # the instants of the readings newly stored
-    low: int
-    high: int
-    duplicates: int
-    conflicts: list[Conflict]
-    dead_letters: int
-
-
-Write = Callable[..., Outcome]
+# What a batch's transaction reports, in one shape for both ways in: ``write_batch``'s.
+Write = Callable[..., WriteResult]
 
 
 def through_write_batch(store: Store) -> Write:
-    def write(group, readings, offsets, *, sources=None, rejected=(), on_conflicts=None):
-        result = store.write_batch(
-            group, readings, offsets, sources=sources, rejected=rejected, on_conflicts=on_conflicts
-        )
-        anomalies = [row.anomaly for row in result.stored]
-        return Outcome(
-            [row.ts for row in result.stored],
-            anomalies.count(Anomaly.LOW),
-            anomalies.count(Anomaly.HIGH),
-            result.duplicates,
-            result.conflicts,
-            result.dead_letters,
-        )
-
-    return write
+    return store.write_batch
 
 
 def through_write_rows(store: Store) -> Write:
@@ -120,7 +95,7 @@ def through_write_rows(store: Store) -> Write:
             assert result.stored in (0, len(readings))
             instants = [r.ts for r in readings] if result.stored else []
         assert len(instants) == result.stored
-        return Outcome(
+        return WriteResult(
             instants,
             result.low,
             result.high,
