@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.kube import SIMULATION_CRD
+
 from .helm import CHART, NAMESPACE, Helm
 from .manifests import of_kind
 
 pytestmark = pytest.mark.chart
-
-CRD_FILE = CHART / "crds" / "heartbeatsimulations.heartbeat.dev.yaml"
 
 
 def _rules(role: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -79,7 +79,7 @@ def test_no_operator_means_no_operator_rbac(helm: Helm) -> None:
 
 
 def test_crd_is_namespaced_versioned_with_a_status_subresource() -> None:
-    crd = yaml.safe_load(CRD_FILE.read_text())
+    crd = yaml.safe_load(SIMULATION_CRD.read_text())
     assert crd["metadata"]["name"] == "heartbeatsimulations.heartbeat.dev"
     assert crd["spec"]["scope"] == "Namespaced"
     assert crd["spec"]["names"]["kind"] == "HeartbeatSimulation"

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
 from heartbeat_operator.spec import GROUP, KIND, PLURAL, VERSION, SimulationSpec
-
-CRD_FILE = (
-    Path(__file__).resolve().parents[2]
-    / "charts/heartbeat/crds/heartbeatsimulations.heartbeat.dev.yaml"
-)
+from tests.support.kube import SIMULATION_CRD
 
 
 @pytest.fixture(scope="module")
 def version() -> dict[str, Any]:
-    crd = yaml.safe_load(CRD_FILE.read_text())
+    crd = yaml.safe_load(SIMULATION_CRD.read_text())
     assert crd["metadata"]["name"] == f"{PLURAL}.{GROUP}"
     assert crd["spec"]["names"]["kind"] == KIND
     assert crd["spec"]["scope"] == "Namespaced"
