@@ -24,7 +24,11 @@ Starts its own Kafka and PostgreSQL (local processes, in a temporary folder), th
   defaults; the p99 of the consumer's own event-to-stored histogram.
 * ``--scale``: two and three consumer processes in one group draining the backlog.
 
-It prints the machine's load average at the start and the end. The machine is shared:
+For each drain it prints where the CPU went over the same span, in cores (CPU seconds per
+second of the drain, from ``/proc/PID/stat``, children included): each consumer process,
+PostgreSQL (the postmaster and every backend) and the broker, beside the machine's cores
+and its load average at the end of the drain; a total near the cores is a saturated
+machine. It prints the machine's load average at the start and the end. The machine is shared:
 read the ratios, measured in the same run, rather than the absolute figures. Nothing
 here asserts a threshold.
 """
@@ -104,6 +108,30 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
 
 
+def tree_cpu_seconds(root: int) -> float:
+    """CPU of ``root`` and its descendants: live ones, and those it waited for (cutime)."""
+    parents: dict[int, int] = {}
+    own: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        pid = int(entry.name)
+        parents[pid] = int(fields[1])
+        # utime, stime, cutime, cstime: an exited child's time moves to its parent's c*time.
+        own[pid] = sum(int(f) for f in fields[11:15]) / TICKS
+    tree, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        if pid in own and pid not in tree:
+            tree.add(pid)
+            todo += [child for child, parent in parents.items() if parent == pid]
+    return sum(own[pid] for pid in tree)
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -140,34 +168,58 @@ class Drain:
     rate: float  # readings/s
     cpu_us: float  # per reading, every process
     rss_mb: float  # the largest peak RSS of the processes
+    consumers: list[float]  # each consumer process's CPU over the drain, in cores
+    services: dict[str, float]  # the same for PostgreSQL and the broker
+    load: str  # the load average at the end of the drain
 
 
 def drain(
-    settings: Settings, conninfo: str, expected: int, processes: int = 1, **env: str
+    settings: Settings,
+    conninfo: str,
+    expected: int,
+    processes: int = 1,
+    services: dict[str, int] | None = None,
+    **env: str,
 ) -> Drain:
-    """Consumer processes drain the backlog; measured from their first stored offset."""
+    """Consumer processes drain the backlog; measured from their first stored offset.
+
+    ``services`` names the root process of each other party (PostgreSQL's postmaster, the
+    broker), whose CPU, their descendants' included, is taken over the same span.
+    """
     group = settings.kafka_consumer_group
+    roots = dict(services or {})
     children = [spawn("consume", settings, conninfo, **env) for _ in range(processes)]
     try:
         while (first := stored_total(conninfo, group)) == 0:
             if any(c.poll() is not None for c in children):
                 raise SystemExit("a consumer exited before storing anything")
             time.sleep(0.01)
-        started, cpu = time.perf_counter(), sum(cpu_seconds(c.pid) for c in children)
+        started = time.perf_counter()
+        cpu = [cpu_seconds(c.pid) for c in children]
+        others = {name: tree_cpu_seconds(pid) for name, pid in roots.items()}
         while (done := stored_total(conninfo, group)) < expected:
             if any(c.poll() is not None for c in children):
                 raise SystemExit("a consumer exited before the end of the backlog")
             time.sleep(0.02)
         elapsed = time.perf_counter() - started
-        cpu = sum(cpu_seconds(c.pid) for c in children) - cpu
+        cpu = [cpu_seconds(c.pid) - before for c, before in zip(children, cpu, strict=True)]
+        others = {name: tree_cpu_seconds(roots[name]) - t for name, t in others.items()}
         rss = max(peak_rss_mb(c.pid) for c in children)
+        at_end = load()
     finally:
         for child in children:
             child.terminate()
         for child in children:
             child.wait(60)
     readings = max(1, done - first)
-    return Drain(readings / elapsed, cpu / readings * 1e6, rss)
+    return Drain(
+        readings / elapsed,
+        sum(cpu) / readings * 1e6,
+        rss,
+        [c / elapsed for c in cpu],
+        {name: t / elapsed for name, t in others.items()},
+        at_end,
+    )
 
 
 # --- producing -----------------------------------------------------------------------
@@ -404,6 +456,7 @@ def main() -> None:
     at_start = load()
     n = args.readings
     rows: list[tuple[str, str, str, str, str]] = []
+    shares: list[tuple[str, Drain]] = []
 
     with tempfile.TemporaryDirectory(prefix="heartbeat-bench-") as tmp:
         broker = KafkaBroker(Path(tmp) / "kafka")
@@ -450,11 +503,25 @@ def main() -> None:
             )
             if args.scale:
                 runs += [("2 consumer processes", 2, {}), ("3 consumer processes", 3, {})]
+            services = {
+                "PostgreSQL": int(
+                    (database.data_dir / "postmaster.pid").read_text().splitlines()[0]
+                ),
+                "broker": broker.pid or 0,
+            }
             for i, (label, processes, env) in enumerate(runs):
                 name = f"bench_drain_{i}"
                 group = base.model_copy(update={"kafka_consumer_group": name})
-                result = drain(group, partitioned_database(admin, name, base), n, processes, **env)
+                result = drain(
+                    group,
+                    partitioned_database(admin, name, base),
+                    n,
+                    processes,
+                    services,
+                    **env,
+                )
                 row(label, result.rate, result.cpu_us, result.rss_mb)
+                shares.append((label, result))
             naive_group = base.model_copy(update={"kafka_consumer_group": "bench-naive"})
             naive_rate = naive(
                 naive_group, partitioned_database(admin, "bench_naive", base), args.naive_seconds
@@ -491,6 +558,16 @@ def main() -> None:
     print(f"| {'-' * width} | {'-' * 9}: | {'-' * 8}: | {'-' * 10}: | {'-' * 7}: |")
     for label, rate, ratio, cpu, rss in rows:
         print(f"| {label:{width}} | {rate:>10} | {ratio:>9} | {cpu:>11} | {rss:>8} |")
+    cores = os.cpu_count() or 1
+    print(f"\nCPU over each drain, in cores of the machine's {cores}:")
+    for label, result in shares:
+        per = " + ".join(f"{c:.2f}" for c in result.consumers)
+        rest = ", ".join(f"{name} {c:.2f}" for name, c in result.services.items())
+        total = sum(result.consumers) + sum(result.services.values())
+        print(
+            f"  {label}: consumer {per}, {rest}; total {total:.2f} of {cores}; "
+            f"{result.load} at its end"
+        )
     print(
         f"\nproducer: heartbeat produce {produce_rate:,.0f} readings/s ({produced:,}, generating "
         f"them), bare confluent-kafka loop {bare_rate:,.0f} readings/s (ready payloads): "
