@@ -92,6 +92,7 @@ class Batch:
         self._skew_micros = max_future_skew // timedelta(microseconds=1)
         self._parts: dict[Partition, PartitionBatch] = {}
         self.size = 0  # messages, readings and rejections alike
+        self._unseen: list[tuple[PartitionBatch, tuple[Message, Rejection]]] = []
 
     def __len__(self) -> int:
         return self.size
@@ -155,6 +156,7 @@ class Batch:
                 sources.append(message)  # type: ignore[union-attr]
             else:
                 part.rejected.append((message, verdict))
+                self._unseen.append((part, part.rejected[-1]))
         if part is not None and last is not None:
             part.next_offset = max(part.next_offset, (last.offset() or 0) + 1)
         self.size += taken
@@ -180,6 +182,11 @@ class Batch:
 
     def rejections(self) -> list[tuple[Message, Rejection]]:
         return [pair for part in self._parts.values() for pair in part.rejected]
+
+    def new_rejections(self) -> list[tuple[Message, Rejection]]:
+        """The rejections added since the last call, of the partitions still in the batch."""
+        unseen, self._unseen = self._unseen, []
+        return [pair for part, pair in unseen if self._parts.get(part.partition) is part]
 
     def columns(self) -> Columns:
         parts = list(self._parts.values())

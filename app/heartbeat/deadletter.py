@@ -36,9 +36,11 @@ letter never stops the consumer (the database keeps every rejected message).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -208,6 +210,9 @@ def _cut_text(data: bytes, limit: int) -> bytes:
 # --- sending -----------------------------------------------------------------------
 
 Source = tuple[str, int, int]  # topic, partition, offset of the rejected message
+# While waiting for delivery reports, how long each flush lasts: the producer may hold
+# other batches' dead letters too, so a wait never lasts longer than its own need.
+FLUSH_SLICE_SECONDS = 0.005
 
 
 class _Failure(NamedTuple):
@@ -216,18 +221,24 @@ class _Failure(NamedTuple):
     size: int
 
 
+class _QueueFull(Exception):
+    """The producer's queue is full: ``DeadLetters.send`` leaves the rest to ``deliver``."""
+
+
 def _source(record: Record) -> Source:
     return (record.topic, record.partition, record.offset)
 
 
-class DeadLetterSender:
-    """Produces a batch's dead letters and waits until Kafka has each one, or refused it for good.
+def _queue_full() -> None:
+    raise _QueueFull
 
-    It remembers what it delivered (by source offset) until ``forget``, so the
-    caller retries a failed ``deliver`` with the same batch and only what is
-    missing is produced again; once the batch is committed, the caller calls
-    ``forget``. The dead-letter topic stays at-least-once: a crash between
-    delivery and commit sends the batch's dead letters again.
+
+class DeadLetterSender:
+    """The dead-letter topic's producer, and the dead letters of the batches it serves.
+
+    Each batch has its own ``DeadLetters`` (``batch``): produced early, as the batch is
+    collected, and waited for before it is committed. ``deliver`` and ``forget`` serve
+    a caller with one batch at a time: they use one ``DeadLetters`` until ``forget``.
     """
 
     def __init__(
@@ -239,147 +250,226 @@ class DeadLetterSender:
         *,
         flush_timeout: float = FLUSH_TIMEOUT_SECONDS,
     ) -> None:
-        self._producer = producer
-        self._topic = topic
+        self.producer = producer
+        self.topic = topic
         self.budget = min(budget, producer.max_message_bytes)
-        self._metrics = metrics
-        self._flush_timeout = flush_timeout
-        self._delivered: set[Source] = set()
-        # Sources whose full dead letter was refused (and why): the minimal one is due.
-        self._refused: dict[Source, str] = {}
+        self.metrics = metrics
+        self.flush_timeout = flush_timeout
+        # Delivery reports come on whichever thread polls the producer: the loop producing
+        # one batch's dead letters while the writer waits for another's.
+        self.lock = threading.Lock()
+        self._current = DeadLetters(self)
+
+    def batch(self) -> DeadLetters:
+        """The dead letters of a new batch: nothing of it sent yet."""
+        return DeadLetters(self)
 
     def deliver(
         self,
         pairs: Sequence[tuple[Record, Rejection]],
         on_wait: Callable[[], None] | None = None,
     ) -> None:
-        """Produce the dead letter of every pair not delivered yet and wait for all of them.
+        """``DeadLetters.deliver`` for the batch in hand (until ``forget``)."""
+        self._current.deliver(pairs, on_wait)
 
-        Returns when each one is on the topic, or was refused for good (then a
-        minimal one is sent; if that is refused too, it is counted and logged).
-        Raises ``KafkaUnavailable`` if any other is undelivered: retry later with
-        the same pairs. ``on_wait`` is called about every 0.25 s while waiting
-        (for room in the queue or for delivery reports); it may raise to give up.
+    def forget(self) -> None:
+        """Start a new batch: what was delivered before may be sent again."""
+        self._current = DeadLetters(self)
+
+
+class DeadLetters:
+    """One batch's dead letters: which are in flight, on the topic, failed, or refused.
+
+    ``send`` produces them as they are found, without waiting; ``deliver`` produces
+    what is neither delivered nor in flight and waits until Kafka has each one, or
+    refused it for good. A failed ``deliver`` is retried with the same batch: only
+    what is missing is produced again, and never while a copy is still in flight.
+    The dead-letter topic stays at-least-once: a crash between delivery and commit
+    sends the batch's dead letters again.
+    """
+
+    def __init__(self, sender: DeadLetterSender) -> None:
+        self._sender = sender
+        self._lock = sender.lock
+        self._attempts = 0
+        self._in_flight: dict[Source, int] = {}  # the attempt whose report is awaited
+        self._delivered: set[Source] = set()
+        self._failed: dict[Source, _Failure] = {}  # reports not judged yet
+        # Sources whose full dead letter was refused (and why): the minimal one is due.
+        self._refused: dict[Source, str] = {}
+
+    def send(self, pairs: Sequence[tuple[Record, Rejection]]) -> None:
+        """Produce the dead letter of each pair never sent; never waits for Kafka.
+
+        Whatever cannot be queued now (the queue is full, Kafka fails) is left to
+        ``deliver``; a refusal is judged there too.
         """
-        pending: dict[Source, tuple[Record, Rejection]] = {}
-        for record, rejection in pairs:
-            source = _source(record)
-            if source not in self._delivered:
-                pending[source] = (record, rejection)
+        with contextlib.suppress(_QueueFull, KafkaUnavailable):
+            self._produce([p for p in pairs if self._untried(_source(p[0]))], _queue_full)
+
+    def deliver(
+        self,
+        pairs: Sequence[tuple[Record, Rejection]],
+        on_wait: Callable[[], None] | None = None,
+    ) -> None:
+        """Make sure every pair's dead letter is on the topic, or refused for good.
+
+        Produces what is neither delivered nor in flight, waits for what is in
+        flight, then judges: a refused one is replaced by a minimal one (if that is
+        refused too, it is counted and logged). Raises ``KafkaUnavailable`` if any
+        other is undelivered: retry later with the same pairs. ``on_wait`` is
+        called about every 0.25 s while waiting (for room in the queue or for
+        delivery reports); it may raise to give up.
+        """
+        pending = {_source(record): (record, rejection) for record, rejection in pairs}
+        with self._lock:
+            for source in self._delivered.intersection(pending):
+                del pending[source]
+            # A report of an earlier attempt that failed: this attempt produces it again.
+            todo = [
+                pending[s]
+                for s in pending
+                if s not in self._in_flight and not (s in self._failed and self._failed[s].refused)
+            ]
+            for record, _ in todo:
+                self._failed.pop(_source(record), None)
         if not pending:
             return
-        failures: dict[Source, str] = {}
-        todo = list(pending)
-        while todo:
-            outcomes = self._send([(s, *pending[s]) for s in todo], on_wait)
+        while True:
+            try:
+                self._produce(todo, on_wait)
+                self._wait(pending, on_wait)
+            except BaseException:
+                self._sender.producer.purge()  # never carry queued copies into the next attempt
+                self._expire(pending)
+                raise
             todo = []
-            for source, failure in outcomes.items():
-                rejection = pending[source][1]
-                if failure is None:
-                    self._done(source, rejection)
-                elif not failure.refused:
-                    failures[source] = failure.error
-                elif source in self._refused:
-                    self._metrics.dead_letters_refused.inc()
+            with self._lock:
+                # A transient failure stays failed: the next attempt produces it again.
+                failures = {s: f.error for s, f in self._failed.items() if s in pending}
+                refusals = {s: f for s, f in self._failed.items() if s in pending and f.refused}
+                for source in refusals:
+                    del self._failed[source]
+                    del failures[source]
+            for source, failure in refusals.items():
+                self._sender.metrics.dead_letters_refused.inc()
+                if source in self._refused:
                     logger.error(
                         "minimal dead letter of %s[%d]@%d refused too (%s); it is not on %s",
                         *source,
                         failure.error,
-                        self._topic,
+                        self._sender.topic,
                     )
-                    self._done(source, rejection)
+                    self._done(source, pending[source][1])
                 else:
-                    self._metrics.dead_letters_refused.inc()
                     logger.warning(
                         "dead letter of %s[%d]@%d refused (%s; %d bytes, budget %d);"
                         " sending a minimal one instead",
                         *source,
                         failure.error,
                         failure.size,
-                        self.budget,
+                        self._sender.budget,
                     )
                     self._refused[source] = failure.error
-                    todo.append(source)
+                    todo.append(pending[source])
+            if not todo:
+                break
         if failures:
             raise KafkaUnavailable(
                 f"{len(failures)} of {len(pending)} dead-letter messages not delivered: "
                 f"{next(iter(failures.values()))}"
             )
 
-    def forget(self) -> None:
-        """Drop the memory of what was delivered: call it once the batch is committed."""
-        self._delivered.clear()
-        self._refused.clear()
+    def _untried(self, source: Source) -> bool:
+        with self._lock:
+            return not (
+                source in self._delivered or source in self._in_flight or source in self._failed
+            )
 
     def _done(self, source: Source, rejection: Rejection) -> None:
-        self._delivered.add(source)
-        self._refused.pop(source, None)
-        self._metrics.rejected.labels(rejection.reason.value).inc()
+        with self._lock:
+            self._delivered.add(source)
+            self._refused.pop(source, None)
+        self._sender.metrics.rejected.labels(rejection.reason.value).inc()
 
-    def _send(
-        self,
-        items: Sequence[tuple[Source, Record, Rejection]],
-        on_wait: Callable[[], None] | None,
-    ) -> dict[Source, _Failure | None]:
-        """One attempt: produce each, wait for every report; ``None`` for a delivered one."""
-        reports: dict[Source, DeliveryReport] = {}
-        sizes: dict[Source, int] = {}
-        outcomes: dict[Source, _Failure | None] = {}
-        try:
-            for source, record, rejection in items:
-                refusal = self._refused.get(source)
-                letter = (
-                    dead_letter(record, rejection, self.budget)
-                    if refusal is None
-                    else minimal_dead_letter(record, rejection, self.budget, refusal)
+    def _produce(
+        self, pairs: Sequence[tuple[Record, Rejection]], on_wait: Callable[[], None] | None
+    ) -> None:
+        """Queue each pair's dead letter (a minimal one if the full one was refused)."""
+        sender = self._sender
+        for record, rejection in pairs:
+            source = _source(record)
+            refusal = self._refused.get(source)
+            letter = (
+                dead_letter(record, rejection, sender.budget)
+                if refusal is None
+                else minimal_dead_letter(record, rejection, sender.budget, refusal)
+            )
+            with self._lock:
+                self._attempts += 1
+                attempt = self._in_flight[source] = self._attempts
+            try:
+                sender.producer.produce(
+                    sender.topic,
+                    letter.key,
+                    letter.value,
+                    letter.headers,
+                    on_delivery=self._reporter(source, attempt, rejection, letter.size),
+                    on_wait=on_wait,
                 )
-                sizes[source] = letter.size
-                try:
-                    self._producer.produce(
-                        self._topic,
-                        letter.key,
-                        letter.value,
-                        letter.headers,
-                        on_delivery=_collect(reports, source),
-                        on_wait=on_wait,
-                    )
-                except MessageRefused as exc:
-                    outcomes[source] = _Failure(str(exc), True, letter.size)
-            self._wait(on_wait)
-        except BaseException:
-            self._producer.purge()  # never carry queued copies into the next attempt
-            raise
-        for source, _, _ in items:
-            if source in outcomes:
-                continue
-            report = reports.get(source)
-            if report is None:
-                outcomes[source] = _Failure("delivery timed out", False, sizes[source])
-            elif report.error is None:
-                outcomes[source] = None
-            else:
-                outcomes[source] = _Failure(report.error, report.refused, sizes[source])
-        return outcomes
+            except MessageRefused as exc:
+                with self._lock:
+                    del self._in_flight[source]
+                    self._failed[source] = _Failure(str(exc), True, letter.size)
+            except BaseException:
+                with self._lock:
+                    del self._in_flight[source]
+                raise
 
-    def _wait(self, on_wait: Callable[[], None] | None) -> None:
-        deadline = time.monotonic() + self._flush_timeout
-        while len(self._producer):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                self._producer.purge()  # their reports say so; never carried over
+    def _reporter(
+        self, source: Source, attempt: int, rejection: Rejection, size: int
+    ) -> Callable[[DeliveryReport], None]:
+        def on_delivery(report: DeliveryReport) -> None:
+            with self._lock:
+                if self._in_flight.get(source) != attempt:
+                    return  # an attempt given up on already
+                del self._in_flight[source]
+                if report.error is not None:
+                    self._failed[source] = _Failure(report.error, report.refused, size)
+                    return
+                self._delivered.add(source)
+                self._refused.pop(source, None)
+            self._sender.metrics.rejected.labels(rejection.reason.value).inc()
+
+        return on_delivery
+
+    def _wait(self, sources: Container[Source], on_wait: Callable[[], None] | None) -> None:
+        """Until no dead letter of ``sources`` is in flight, or the flush timeout is up."""
+        producer = self._sender.producer
+        now = time.monotonic()
+        deadline, tick = now + self._sender.flush_timeout, now + WAIT_SLICE_SECONDS
+        while True:
+            with self._lock:
+                if not any(s in sources for s in self._in_flight):
+                    return
+            now = time.monotonic()
+            if now >= deadline:
+                producer.purge()  # their reports say so; never carried over
+                self._expire(sources)
                 return
-            self._producer.flush(min(remaining, WAIT_SLICE_SECONDS))
-            if on_wait is not None and len(self._producer):
+            # A flush sends what lingers at once; each one short, since the producer may
+            # hold the dead letters of the batch being collected too.
+            producer.flush(min(deadline - now, FLUSH_SLICE_SECONDS))
+            if on_wait is not None and now >= tick:
+                tick = now + WAIT_SLICE_SECONDS
                 on_wait()
 
-
-def _collect(
-    reports: dict[Source, DeliveryReport], source: Source
-) -> Callable[[DeliveryReport], None]:
-    def on_delivery(report: DeliveryReport) -> None:
-        reports[source] = report
-
-    return on_delivery
+    def _expire(self, sources: Container[Source]) -> None:
+        """What is still in flight after a purge failed: its report, if any, is ignored."""
+        with self._lock:
+            for source in [s for s in self._in_flight if s in sources]:
+                del self._in_flight[source]
+                self._failed[source] = _Failure("delivery timed out", False, 0)
 
 
 def open_sender(

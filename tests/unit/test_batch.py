@@ -197,3 +197,14 @@ def test_rejection_details_are_those_of_validate():
     [(_, rejection)] = batch.rejections()
     assert isinstance(rejection, Rejection)
     assert rejection == validate(raw, now=NOW, max_future_skew=SKEW)
+
+
+def test_new_rejections_are_each_handed_out_once_and_none_of_a_dropped_partition():
+    batch = Batch(SKEW)
+    batch.add([FakeMessage(0, 0, b"{bad"), FakeMessage(0, 1, payload())], ALL, NOW)
+    assert [m.offset() for m, _ in batch.new_rejections()] == [0]
+    assert batch.new_rejections() == []
+    batch.add([FakeMessage(0, 2, b"\xff"), FakeMessage(1, 0, b"[]")], ALL, NOW)
+    batch.drop([Partition(TOPIC, 1)])
+    assert [(m.partition(), m.offset()) for m, _ in batch.new_rejections()] == [(0, 2)]
+    assert [m.offset() for m, _ in batch.rejections()] == [0, 2], "all of them stay in the batch"

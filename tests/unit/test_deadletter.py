@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 import pytest
@@ -441,3 +442,73 @@ def test_the_budget_never_exceeds_what_the_producer_may_send(registry):
         ConsumerMetrics(registry),
     )
     assert sender.budget == 50_000
+
+
+# --- a batch's dead letters, produced early ------------------------------------------
+
+
+def test_dead_letters_sent_early_are_only_waited_for_when_the_batch_delivers(registry):
+    producer = FakeProducer(by_offset({}))
+    letters = sender_for(producer, registry).batch()
+    letters.send(pairs(1, 2))
+    letters.send(pairs(1, 2, 3))  # the loop's next poll: only 3 is new
+    assert [int(h["source_offset"]) for _, _, h in producer.sent] == [1, 2, 3]
+    assert len(producer) == 3, "send never waits for Kafka"
+    letters.deliver(pairs(1, 2, 3))
+    assert len(producer.sent) == 3
+    assert len(producer) == 0
+    assert rejected(registry) == 3
+
+
+def test_an_early_dead_letter_that_failed_is_produced_again_by_deliver_alone(registry):
+    producer = FakeProducer(by_offset({2: ["timeout", "ok"]}))
+    letters = sender_for(producer, registry).batch()
+    letters.send(pairs(1, 2))
+    producer.flush(0)  # their reports: 2 failed
+    letters.send(pairs(1, 2))  # never retried here
+    letters.deliver(pairs(1, 2))
+    assert [int(h["source_offset"]) for _, _, h in producer.sent] == [1, 2, 2]
+    assert rejected(registry) == 2
+
+
+@pytest.mark.parametrize("refusal", ["refused", "refused_now"])
+def test_an_early_dead_letter_refused_is_replaced_by_a_minimal_one_when_delivered(
+    registry, refusal
+):
+    producer = FakeProducer(by_offset({2: [refusal, "ok"]}))
+    letters = sender_for(producer, registry).batch()
+    letters.send(pairs(1, 2))
+    letters.deliver(pairs(1, 2))
+    assert [h["source_offset"] for _, _, h in producer.sent if "minimal" in h] == [b"2"]
+    assert refused(registry) == 1
+    assert rejected(registry) == 2
+
+
+def test_a_batch_waits_for_its_own_dead_letters_not_for_the_next_one_s(registry):
+    producer = FakeProducer(by_offset({9: "hang"}))
+    sender = sender_for(producer, registry, flush_timeout=5.0)
+    following = sender.batch()
+    following.send(pairs(9))  # the batch being collected: no report yet
+    current = sender.batch()
+    started = time.monotonic()
+    current.deliver(pairs(1))
+    assert time.monotonic() - started < 1.0
+    assert producer.purges == 0
+    assert len(producer) == 1, "the next batch's dead letter is still queued"
+
+
+def test_a_queue_full_leaves_what_send_could_not_queue_to_deliver(registry):
+    producer = FakeProducer(by_offset({}))
+    original = producer.produce
+
+    def full_once(topic, key, value, headers=None, on_delivery=None, on_wait=None):
+        if len(producer.sent) == 1 and on_wait is not None:
+            on_wait()  # what KafkaProducer.produce calls while the queue has no room
+        original(topic, key, value, headers, on_delivery, on_wait)
+
+    producer.produce = full_once  # type: ignore[method-assign]
+    letters = sender_for(producer, registry).batch()
+    letters.send(pairs(1, 2, 3))
+    assert len(producer.sent) == 1
+    letters.deliver(pairs(1, 2, 3), on_wait=lambda: None)
+    assert [int(h["source_offset"]) for _, _, h in producer.sent] == [1, 2, 3]
