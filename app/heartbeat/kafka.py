@@ -308,9 +308,13 @@ class KafkaProducer:
 
     ``max_batch_bytes`` bounds the record batches it builds (librdkafka's
     ``batch.size``): a topic whose limit is below the client's must never receive
-    a batch of several messages larger than it accepts. With ``on_acknowledged``, a
-    message the broker acknowledged is reported by calling it, with no report made
-    (the producer's hot path); failures still go to ``on_delivery``.
+    a batch of several messages larger than it accepts.
+
+    With ``count_acknowledged`` (the producer's hot path), librdkafka reports failures
+    only (``delivery.report.only.error``): a message the broker acknowledged costs no
+    report and no Python call, and ``acknowledged`` counts them from what was sent, what
+    is still queued and what failed. Failures still go to ``on_delivery`` (or a message's
+    own callback). Without it, every message is reported.
     """
 
     def __init__(
@@ -319,7 +323,7 @@ class KafkaProducer:
         *,
         on_delivery: Callable[[DeliveryReport], None],
         on_unreachable: Callable[[str], None] | None = None,
-        on_acknowledged: Callable[[], None] | None = None,
+        count_acknowledged: bool = False,
         max_batch_bytes: int | None = None,
         extra: Mapping[str, Any] | None = None,
     ) -> None:
@@ -329,27 +333,47 @@ class KafkaProducer:
             "compression.type": settings.kafka_compression,
             "linger.ms": 20,
             "error_cb": _error_callback(on_unreachable),
+            # For messages produced without a callback of their own (``produce_all``).
+            "on_delivery": self._report,
         }
+        if count_acknowledged:
+            config["delivery.report.only.error"] = True
         if max_batch_bytes is not None:
             config["batch.size"] = max_batch_bytes
         config.update(extra or {})
         self._producer = Producer(config)
         self._on_delivery = on_delivery
-        self._on_acknowledged = on_acknowledged
+        self.sent = 0  # messages the client took to send
+        self._failed = 0  # ... of which reported failed
+        self._acknowledged = 0
         # The largest message this client sends; a larger one raises MessageRefused.
         self.max_message_bytes = int(config.get("message.max.bytes", DEFAULT_MAX_MESSAGE_BYTES))
 
     def _report(self, error: KafkaError | None, message: Message) -> None:
-        if error is None and self._on_acknowledged is not None:
-            self._on_acknowledged()
-            return
+        if error is not None:
+            self._failed += 1
         self._on_delivery(_delivery_report(error, message))
 
-    @staticmethod
     def _reporter(
-        callback: Callable[[DeliveryReport], None],
+        self, callback: Callable[[DeliveryReport], None]
     ) -> Callable[[KafkaError | None, Message], None]:
-        return lambda error, message: callback(_delivery_report(error, message))
+        def report(error: KafkaError | None, message: Message) -> None:
+            if error is not None:
+                self._failed += 1
+            callback(_delivery_report(error, message))
+
+        return report
+
+    @property
+    def acknowledged(self) -> int:
+        """Messages the broker acknowledged so far, with ``count_acknowledged``.
+
+        What was sent, less what is still queued, in flight or waiting to be reported, less
+        what was reported failed: exact once everything is flushed and served, never more
+        than the truth before (an error event waiting to be served counts as queued).
+        """
+        self._acknowledged = max(self._acknowledged, self.sent - len(self._producer) - self._failed)
+        return self._acknowledged
 
     def produce(
         self,
@@ -378,6 +402,7 @@ class KafkaProducer:
                     )
                 else:
                     self._producer.produce(topic, value, key, on_delivery=callback)
+                self.sent += 1
                 return
             except BufferError:
                 self._producer.poll(0.1)
@@ -385,6 +410,45 @@ class KafkaProducer:
                     on_wait()
             except KafkaException as exc:
                 raise _produce_error(topic, exc) from exc
+
+    def produce_all(
+        self,
+        topic: str,
+        keys: Sequence[bytes],
+        values: Sequence[bytes],
+        on_wait: Callable[[], None] | None = None,
+        on_refused: Callable[[str], None] | None = None,
+    ) -> None:
+        """Queue ``values[i]`` keyed ``keys[i]``, in order, then serve reports once.
+
+        The hot path: a message costs the client's own call, with no callback of its own
+        (the producer-wide one reports failures). When the queue is full it waits as
+        ``produce`` does; a message refused for good is handed to ``on_refused`` (or raises
+        ``MessageRefused`` without it) and the rest are still sent; other failures raise
+        ``KafkaUnavailable``. ``sent`` counts what was taken, even when it raises.
+        """
+        produce = self._producer.produce
+        taken = 0
+        try:
+            for key, value in zip(keys, values, strict=True):
+                try:
+                    produce(topic, value, key)
+                    taken += 1
+                except BufferError:
+                    try:
+                        self.produce(topic, key, value, on_wait=on_wait)  # waits for room
+                    except MessageRefused as exc:
+                        if on_refused is None:
+                            raise
+                        on_refused(str(exc))
+                except KafkaException as exc:
+                    error = _produce_error(topic, exc)
+                    if on_refused is None or not isinstance(error, MessageRefused):
+                        raise error from exc
+                    on_refused(str(error))
+        finally:
+            self.sent += taken
+        self._producer.poll(0)
 
     def purge(self) -> None:
         """Drop what is still queued; their delivery reports say so on the next poll."""

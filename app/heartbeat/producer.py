@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from heartbeat.dependencies import Dependencies
-from heartbeat.errors import KafkaUnavailable, MessageRefused, SettingsError, TransientError
-from heartbeat.generator import GeneratedReading, ReadingGenerator, customer_slice
+from heartbeat.errors import KafkaUnavailable, SettingsError, TransientError
+from heartbeat.generator import ReadingGenerator, customer_slice
 from heartbeat.kafka import DeliveryReport, KafkaProducer, ensure_topics
 from heartbeat.metrics import ProducerMetrics
 from heartbeat.server import Health
@@ -28,33 +28,10 @@ logger = logging.getLogger(__name__)
 # Below Kubernetes' default 30 s grace period, so the flush finishes before a SIGKILL.
 FLUSH_TIMEOUT_SECONDS = 20.0
 LOG_EVERY_SECONDS = 30.0
-# Acknowledgements are counted into the metrics once per this many readings sent.
-COUNT_EVERY = 1024
-
-
-class Payloads:
-    """Each reading's key and value, byte for byte what ``GeneratedReading.key`` and
-    ``to_json`` make, without ``json.dumps``: the readings of a round share one
-    timestamp, formatted once, and a customer's key is made once."""
-
-    def __init__(self) -> None:
-        self._at: object = None
-        self._stamp = b""
-        self._keys: dict[int, bytes] = {}
-
-    def __call__(self, reading: GeneratedReading) -> tuple[bytes, bytes]:
-        if reading.timestamp is not self._at:
-            self._at = reading.timestamp
-            self._stamp = reading.timestamp.isoformat(timespec="microseconds").encode()
-        key = self._keys.get(reading.customer_id)
-        if key is None:
-            key = self._keys[reading.customer_id] = reading.key()
-        value = b'{"customer_id":%d,"timestamp":"%s","heart_rate":%d}' % (
-            reading.customer_id,
-            self._stamp,
-            reading.heart_rate,
-        )
-        return key, value
+# Unpaced, readings go to the client this many at a time; between two such slices the
+# loop looks at the stop request and the count, reports liveness, serves Kafka's reports
+# and counts acknowledgements into the metrics. Paced, a slice is one reading.
+SLICE = 1024
 
 
 def shard_index(settings: Settings, hostname: str | None = None) -> int:
@@ -89,8 +66,7 @@ class ProducerApp:
         self._stopping = threading.Event()
         self.delivered = 0
         self.failed = 0
-        self._acks = 0  # acknowledgements from the broker
-        self._taken = 0  # ... of which counted in ``delivered``
+        self._refused = 0  # readings the client refused outright (never sent)
         self._kafka_ready = False
         self._first_error: str | None = None
         self._deps = Dependencies(settings, health, metrics, self._stopping)
@@ -101,25 +77,25 @@ class ProducerApp:
         self._stopping.set()
 
     def _on_delivery(self, report: DeliveryReport) -> None:
-        if report.error is None:
-            self._acknowledged(1)
-            return
-        self._count_failure(report.error)
+        # Only failures are reported (count_acknowledged): acknowledgements are counted.
+        if report.error is not None:
+            self._count_failure(report.error)
 
     def _acknowledged(self, count: int) -> None:
-        if count:
+        if count > 0:
             self.delivered += count
             self.metrics.produced.inc(count)
             if not self._kafka_ready:
                 self._mark_kafka(True)  # a fresh acknowledgement: Kafka is back
 
-    def _acknowledge_one(self) -> None:
-        self._acks += 1  # counted into ``delivered`` and the metrics now and then
+    def _count_acknowledged(self, producer: KafkaProducer) -> None:
+        """Take in the acknowledgements the client counted since the last time."""
+        self._acknowledged(producer.acknowledged - self.delivered)
 
-    def _count_acknowledged(self) -> None:
-        """Take in the acknowledgements counted since the last time."""
-        self._acknowledged(self._acks - self._taken)
-        self._taken = self._acks
+    def _refuse(self, error: str) -> None:
+        """A reading the client refuses for good: counted like one the broker refuses."""
+        self._refused += 1
+        self._count_failure(error)
 
     def _count_failure(self, error: str) -> None:
         """A reading that will not be stored: counted, the first one logged, exit 1 at the end."""
@@ -184,7 +160,7 @@ class ProducerApp:
             s,
             on_delivery=self._on_delivery,
             on_unreachable=lambda detail: self._mark_kafka(False, detail),
-            on_acknowledged=self._acknowledge_one,
+            count_acknowledged=True,
             extra=self._kafka_extra,
         )
         interval = 1.0 / s.producer_rate if s.producer_rate > 0 else 0.0
@@ -199,41 +175,37 @@ class ProducerApp:
         sent = 0
         started = next_at = time.monotonic()
         last_log = started
-        payloads = Payloads()
         topic, limit = s.kafka_topic, s.producer_count
         tick = self.health.tick
-        for reading in generator.rounds():
+        for keys, values in generator.payload_rounds(most=1 if interval else SLICE):
             if self._stopping.is_set() or (limit is not None and sent >= limit):
                 break
+            if limit is not None and sent + len(values) > limit:
+                keys, values = keys[: limit - sent], values[: limit - sent]
             if interval:
                 next_at += interval
                 pause = next_at - time.monotonic()
                 if pause > 0:
                     producer.poll(0)
                     self._stopping.wait(pause)
-            key, value = payloads(reading)
             try:
-                producer.produce(topic, key, value, on_wait=self._waiting)
+                producer.produce_all(
+                    topic, keys, values, on_wait=self._waiting, on_refused=self._refuse
+                )
             except KafkaUnavailable:
                 if not self._stopping.is_set():
                     raise
                 break  # stopping with a full queue: what is queued is flushed below
-            except MessageRefused as exc:
-                # The client refuses this reading for good: counted like one the broker refuses.
-                self._count_failure(str(exc))
-            sent += 1
-            producer.poll(0)
+            finally:
+                sent = producer.sent + self._refused
             tick()
-            if interval or sent % COUNT_EVERY == 0:
-                self._count_acknowledged()
-                if time.monotonic() - last_log >= LOG_EVERY_SECONDS:
-                    last_log = time.monotonic()
-                    logger.info(
-                        "sent %d, delivered %d, failed %d", sent, self.delivered, self.failed
-                    )
+            self._count_acknowledged(producer)
+            if time.monotonic() - last_log >= LOG_EVERY_SECONDS:
+                last_log = time.monotonic()
+                logger.info("sent %d, delivered %d, failed %d", sent, self.delivered, self.failed)
 
         remaining = producer.flush(FLUSH_TIMEOUT_SECONDS)
-        self._count_acknowledged()
+        self._count_acknowledged(producer)
         elapsed = time.monotonic() - started
         logger.info(
             "sent %d messages in %.1fs; delivered %d, failed %d, undelivered %d",

@@ -127,10 +127,14 @@ class _RefusingProducer:
 
     def __init__(self, *_: object, **__: object) -> None:
         self.offered = 0
+        self.sent = 0  # taken to send: none
+        self.acknowledged = 0
 
-    def produce(self, topic: str, *_: object, **__: object) -> None:
-        self.offered += 1
-        raise MessageRefused(f"cannot produce to {topic}: Broker: Message size too large")
+    def produce_all(self, topic: str, keys: list[bytes], values: list[bytes], **kwargs) -> None:
+        for _ in values:
+            self.offered += 1
+            error = MessageRefused(f"cannot produce to {topic}: Broker: Message size too large")
+            kwargs["on_refused"](str(error))
 
     def poll(self, *_: object) -> int:
         return 0
