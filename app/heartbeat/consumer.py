@@ -2,12 +2,13 @@
 
 The main loop is the only place that polls Kafka. ``step`` is one turn of it:
 position newly assigned partitions, collect a batch (bounded by count and time)
-into per-partition columns (``heartbeat.batch``), and hand it to the writer. The
-writer, one thread, delivers the batch's rejected messages to the dead-letter
-topic and waits for Kafka to have them, then writes the valid readings, the dead
-letters and the batch's next offsets to PostgreSQL in one transaction. While it
-does, the loop collects and decodes the next batch; that one is handed over only
-once the write before it has committed, so batches commit one at a time, in
+into per-partition columns (``heartbeat.batch``), and hand it to the writer
+(``heartbeat.writer``). The writer, one thread, makes sure Kafka has the batch's
+dead letters, then writes the valid readings, the dead letters and the batch's
+next offsets to PostgreSQL in one transaction. While it does, the loop collects
+and decodes the next batch, and produces that batch's dead letters as it finds
+them, so their acks arrive while the write before runs; the batch is handed over
+only once the write before it has committed, so batches commit one at a time, in
 order, and each partition's offsets only move forward. Offsets are then
 committed to Kafka too, for lag tools; PostgreSQL is the source of truth and each
 newly assigned partition resumes from the offset stored there.
@@ -17,7 +18,9 @@ What a crash at any instant leads to:
 * before the PostgreSQL commit: nothing of the batch is stored, its offsets are
   not advanced, the batch is read again (dead-letter messages may be produced
   twice; each carries its source offset so readers can tell).
-* after it: rows and offsets are both durable; the batch is not read again.
+* after it: rows and offsets are both durable, and so is every dead letter of
+  the batch on its topic (delivered before the commit); the batch is not read
+  again.
 
 A write that fails on a dependency is retried by the loop itself, with capped
 exponential backoff, while the process reports not-ready; the partitions are
@@ -27,13 +30,14 @@ nothing is skipped. Each attempt writes only the partitions still owned.
 A rebalance callback does no I/O: a newly assigned partition stays paused until
 the loop has read its stored offset (after the write in flight, if any, has
 settled), sought to it and resumed it. A revoked partition leaves the batch being
-collected at once. A write already in flight is not interrupted: it commits or
-fails whole, and since stored offsets only move forward and readings and dead
-letters are inserted only if absent, the partition's new owner, reading from the
-offset stored in PostgreSQL, stores each reading once whichever of the two got
-there first. Every owned partition's progress is watched against the brokers' end
-offsets; one with lag that does not advance for ``CONSUMER_STALL_SECONDS`` makes
-``/readyz`` fail.
+collected at once (dead letters already produced for it stay on the topic; its
+next owner produces them again). A write already in flight is not interrupted: it
+commits or fails whole, and since stored offsets only move forward and readings
+and dead letters are inserted only if absent, the partition's new owner, reading
+from the offset stored in PostgreSQL, stores each reading once whichever of the two
+got there first. Every owned partition's progress is watched against the brokers'
+end offsets; one with lag that does not advance for ``CONSUMER_STALL_SECONDS``
+makes ``/readyz`` fail.
 """
 
 from __future__ import annotations
@@ -44,29 +48,21 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from heartbeat.batch import Batch, Columns
+from heartbeat.batch import Batch
 from heartbeat.deadletter import DeadLetterSender, open_sender
 from heartbeat.dependencies import Dependencies
 from heartbeat.errors import KafkaUnavailable, TransientError
-from heartbeat.kafka import (
-    EndOffsets,
-    KafkaConsumer,
-    ensure_topics,
-    to_record,
-)
-from heartbeat.metrics import ConsumerMetrics, ages
+from heartbeat.kafka import EndOffsets, KafkaConsumer, ensure_topics
+from heartbeat.metrics import ConsumerMetrics
 from heartbeat.progress import EndOffsetsPoller, Progress, describe_stall
-from heartbeat.reading_rows import pack_rows
 from heartbeat.server import Health
 from heartbeat.settings import Settings
-from heartbeat.store import BatchResult, Conflict, Store
+from heartbeat.store import Store
 from heartbeat.types import Partition, Record
-from heartbeat.validation import to_micros
+from heartbeat.writer import Abandoned, Writer, Written
 
 logger = logging.getLogger(__name__)
 
@@ -87,17 +83,6 @@ def next_offsets(records: Sequence[Record]) -> dict[Partition, int]:
         if record.offset + 1 > offsets.get(source, -1):
             offsets[source] = record.offset + 1
     return offsets
-
-
-@dataclass(frozen=True, slots=True)
-class Written:
-    """A batch committed: what it stored, the offsets it moved to, its readings' columns."""
-
-    result: BatchResult
-    offsets: dict[Partition, int]
-    size: int
-    columns: Columns
-    dead_lettered: bool
 
 
 class ConsumerApp:
@@ -129,13 +114,19 @@ class ConsumerApp:
         self._last_progress_report = 0.0
         self._max_skew = timedelta(seconds=settings.consumer_max_future_skew_seconds)
         self._batch = Batch(self._max_skew)  # being collected
-        self._writing: tuple[Batch, Future[Written]] | None = None  # handed to the writer
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="heartbeat-writer")
+        self._writer = Writer(
+            settings,
+            store,
+            metrics,
+            retry=self._retry,
+            owned=self._progress.tracked,
+            tick=self._waiting,
+            on_wait=self._waiting_for_kafka,
+        )
         self._held: set[Partition] = set()  # paused by this loop while a dependency is retried
         self._last_check = 0.0
         self._last_stale_count = 0.0
         self._consumer: KafkaConsumer | None = None
-        self._dead_letters: DeadLetterSender | None = None
         self._ends: EndOffsetsPoller | None = None
 
     # --- lifecycle -------------------------------------------------------------
@@ -154,7 +145,7 @@ class ConsumerApp:
     ) -> None:
         """Use these clients (``run`` makes the real ones; a test may pass its own)."""
         self._consumer = consumer
-        self._dead_letters = dead_letters
+        self._writer.dead_letters = dead_letters
         self._ends = ends
 
     def run(self) -> int:
@@ -206,7 +197,7 @@ class ConsumerApp:
             sys.setswitchinterval(switch_interval)
             logger.info("leaving the consumer group")
             ends.stop()
-            self._writer.shutdown(wait=False, cancel_futures=True)
+            self._writer.shutdown()
             # The last batch's positions, for lag tools; asynchronous, never waited on.
             consumer.commit(self._progress.positions())
             consumer.close()
@@ -223,7 +214,7 @@ class ConsumerApp:
         self._settle()
         if self._batch.size:
             self._hand_over()  # stopping too: the batch in hand is written before leaving
-        elif self._writing is None:
+        elif not self._writer.in_flight:
             self._periodic_checks()
         self._count_stale_customers()
         self._report_progress()
@@ -316,8 +307,7 @@ class ConsumerApp:
         batch = self._batch
         while batch.size < limit and not self._stopping.is_set():
             remaining = deadline - time.monotonic()
-            busy = self._writing is not None and not self._writing[1].done()
-            if remaining <= 0 and not busy:
+            if remaining <= 0 and not self._writer.busy:
                 break
             messages = self._consumer.poll_messages(
                 limit - batch.size, min(remaining, WAIT_SLICE_SECONDS) if remaining > 0 else 0.01
@@ -325,75 +315,27 @@ class ConsumerApp:
             if messages:
                 self._kafka_ok()
                 batch.add(messages, self._progress.tracked(), datetime.now(UTC))
+                self._writer.collected(batch)  # its dead letters, produced now
             self.health.tick()
 
     def _hand_over(self) -> None:
         """Give the collected batch to the writer and start a new one."""
         batch, self._batch = self._batch, Batch(self._max_skew)
-        self.metrics.consumed.inc(batch.size)
-        self._writing = (batch, self._writer.submit(self._write, batch))
-
-    def _write(self, batch: Batch) -> Written:
-        """Dead letters, then rows and offsets in one transaction (the writer's job)."""
-        delivered = self._deliver_dead_letters(batch)
-        return self._store(batch, delivered)
+        self._writer.hand_over(batch)
 
     def _settle(self) -> None:
-        """Wait for the write in flight; retry it here if a dependency failed it."""
-        if self._writing is None:
-            return
-        batch, future = self._writing
-        while not future.done():
-            self.health.tick()
-            self._report_progress()
-            wait((future,), WAIT_SLICE_SECONDS)
-        self._writing = None
-        try:
-            written = future.result()
-        except TransientError as exc:
-            try:
-                written = self._write_retrying(batch, exc)
-            except TransientError as again:
-                logger.warning(
-                    "abandoning a batch of %d messages on shutdown (%s); it will be read again",
-                    batch.size,
-                    again,
-                )
-                self._batch = Batch(self._max_skew)
-                return
-        self._committed(written)
+        """Wait for the write in flight (the writer retries it if a dependency failed it)."""
+        settled = self._writer.settle()
+        if isinstance(settled, Abandoned):
+            # Stopping: what was collected after it must not commit past it either.
+            self._batch = Batch(self._max_skew)
+        elif settled is not None:
+            self._committed(settled)
 
-    def _write_retrying(self, batch: Batch, failed: TransientError) -> Written:
-        """``_write`` again, after ``failed``, with retries; each attempt writes only the
-        partitions still owned."""
-
-        def deliver() -> bool:
-            batch.keep(self._progress.tracked())
-            return self._deliver_dead_letters(batch)
-
-        kafka = isinstance(failed, KafkaUnavailable)
-        delivered = self._retry("kafka", deliver, failed=failed if kafka else None)
-
-        def store() -> Written:
-            batch.keep(self._progress.tracked())
-            return self._store(batch, delivered)
-
-        return self._retry("postgres", store, failed=None if kafka else failed)
-
-    def _deliver_dead_letters(self, batch: Batch) -> bool:
-        """Produce the batch's rejected messages and wait until Kafka has every one of them.
-
-        A retry produces again only what was not delivered; the dead-letter topic
-        is still at-least-once (a crash between delivery and the PostgreSQL commit
-        sends them again), and each message names its source offset.
-        """
-        assert self._dead_letters is not None
-        rejected = batch.rejections()
-        if rejected:
-            self._dead_letters.deliver(
-                [(to_record(m), r) for m, r in rejected], on_wait=self._waiting_for_kafka
-            )
-        return bool(rejected)
+    def _waiting(self) -> None:
+        """While the write in flight runs: stay alive and keep lag figures fresh."""
+        self.health.tick()
+        self._report_progress()
 
     def _waiting_for_kafka(self) -> None:
         """While the producer's queue is full: stay alive, and give up when stopping."""
@@ -401,42 +343,9 @@ class ConsumerApp:
         if self._stopping.is_set():
             raise KafkaUnavailable("stopping while the dead-letter queue is full")
 
-    def _store(self, batch: Batch, dead_lettered: bool) -> Written:
-        """Write the batch's readings, its dead letters and its offsets in one transaction."""
-        columns = batch.columns()
-        offsets = batch.next_offsets()
-        rejected = [(to_record(m), r) for m, r in batch.rejections()]
-        sources = columns.sources
-
-        def dead_letter_conflicts(conflicts: list[Conflict]) -> None:
-            # Inside the open transaction: one attempt, and a Kafka failure rolls the
-            # whole batch back to be retried, so the topic stays at-least-once.
-            assert self._dead_letters is not None
-            self._dead_letters.deliver(
-                [(to_record(sources[c.index]), c.rejection) for c in conflicts],
-                on_wait=self._waiting_for_kafka,
-            )
-
-        started = time.perf_counter()
-        result = self.store.write_rows(
-            self.settings.kafka_consumer_group,
-            pack_rows(columns.customer_ids, columns.micros, columns.heart_rates),
-            columns,
-            offsets,
-            rejected=rejected,
-            source=lambda i: to_record(sources[i]),
-            on_conflicts=dead_letter_conflicts,
-        )
-        self.metrics.db_write_seconds.observe(time.perf_counter() - started)
-        return Written(
-            result, offsets, batch.size, columns, dead_lettered or bool(result.conflicts)
-        )
-
     def _committed(self, written: Written) -> None:
-        """After a batch's commit: Kafka's offsets, progress, and the batch's metrics."""
+        """After a batch's commit: readiness, Kafka's offsets and progress."""
         assert self._consumer is not None
-        assert self._dead_letters is not None
-        self._dead_letters.forget()
         self._postgres_ok()
         if written.dead_lettered:
             self._kafka_ok()
@@ -445,25 +354,6 @@ class ConsumerApp:
         wall = time.time()
         for p in self._progress.advance(written.offsets, time.monotonic()):
             self.metrics.last_progress.labels(p.topic, str(p.partition)).set(wall)
-        self._record_success(written)
-
-    def _record_success(self, written: Written) -> None:
-        m, result = self.metrics, written.result
-        now = to_micros(datetime.now(UTC))
-        m.batch_size.observe(written.size)
-        m.stored.inc(result.stored)
-        m.duplicates.inc(result.duplicates)
-        m.anomalies.labels("low").inc(result.low)
-        m.anomalies.labels("high").inc(result.high)
-        if result.stored:
-            if result.stored_instants is None:
-                instants = sorted(written.columns.micros)
-            else:
-                instants = sorted(to_micros(ts) for ts in result.stored_instants)
-            counts, total = ages(instants, now, m.event_to_stored_seconds.bounds)
-            m.event_to_stored_seconds.observe_counts(counts, total)
-        if result.duplicates:
-            logger.debug("skipped %d duplicate readings", result.duplicates)
 
     # --- dependencies ----------------------------------------------------------
 

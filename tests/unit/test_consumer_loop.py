@@ -66,6 +66,7 @@ class FakeStore:
         self.rows: list[tuple[int, datetime, int]] = []
         self.failures = 0  # writes to fail before one succeeds
         self.gate: threading.Event | None = None  # set: the write may finish
+        self.events: list[str] = []  # "commit" for each write, beside the dead letters'
 
     def load_offsets(self, group, topics):
         return dict(self.offsets)
@@ -84,6 +85,7 @@ class FakeStore:
         ]
         for p, o in offsets.items():
             self.offsets[p] = max(o, self.offsets.get(p, 0))
+        self.events.append("commit")
         return BatchResult(len(readings), len(readings), 0, 0, 0, dead_letters=len(rejected))
 
     def count_stale_customers(self, stale_after):
@@ -94,14 +96,31 @@ class FakeStore:
 
 
 class FakeSender:
+    """Each batch's dead letters: sent early (not waited for), then delivered before commit."""
+
     def __init__(self) -> None:
+        self.sent: list[int] = []  # produced early, as collected
         self.delivered: list[tuple[int, str]] = []
+        self.events: list[str] = []  # "sent", "delivered", in order, with the store's "commit"
+
+    def batch(self):
+        return FakeLetters(self)
+
+
+class FakeLetters:
+    def __init__(self, sender: FakeSender) -> None:
+        self.sender = sender
+        self.done: set[int] = set()
+
+    def send(self, pairs):
+        self.sender.sent += [record.offset for record, _ in pairs]
+        self.sender.events.append("sent")
 
     def deliver(self, pairs, on_wait=None):
-        self.delivered += [(record.offset, rejection.reason.value) for record, rejection in pairs]
-
-    def forget(self):
-        pass
+        new = [(r.offset, j.reason.value) for r, j in pairs if r.offset not in self.done]
+        self.done |= {offset for offset, _ in new}
+        self.sender.delivered += new
+        self.sender.events.append("delivered")
 
 
 def make_app():
@@ -115,6 +134,7 @@ def make_app():
     )
     registry = new_registry(process_collectors=False)
     store, consumer, sender = FakeStore(), FakeConsumer(), FakeSender()
+    store.events = sender.events
     app = ConsumerApp(
         settings, store=store, metrics=ConsumerMetrics(registry), health=Health(("kafka",), 60)
     )
@@ -196,6 +216,36 @@ def test_the_batches_commit_in_order_one_at_a_time():
     app.step()
     assert seen == [100, 200, 300]
     assert now_utc() >= max(ts for _, ts, _ in store.rows)
+
+
+def test_a_batch_s_dead_letters_go_out_while_the_one_before_is_written_and_before_its_own_commit():
+    app, store, consumer, sender, _ = make_app()
+    app._on_assign([P0])
+    consumer.queue = readings(0, 0, 2)
+    store.gate = threading.Event()
+    app.step()  # batch 1 in flight, held at the gate
+    consumer.queue = [FakeMessage(0, 2, b"{bad", TOPIC), *readings(0, 3, 1)]
+    release = threading.Timer(0.3, store.gate.set)
+    release.start()
+    app.step()  # collects batch 2 while batch 1 is held, then settles batch 1, hands batch 2 over
+    app.step()
+    release.join()
+    assert sender.sent == [2], "produced as it was collected"
+    assert sender.delivered == [(2, "invalid_json")]
+    assert sender.events == ["sent", "commit", "delivered", "commit"]
+    assert store.offsets == {P0: 4}
+
+
+def test_a_retried_write_delivers_only_the_dead_letters_not_delivered_yet():
+    app, store, consumer, sender, _ = make_app()
+    app._on_assign([P0])
+    consumer.queue = [FakeMessage(0, 0, b"{bad", TOPIC), *readings(0, 1, 2)]
+    store.failures = 1
+    app.step()
+    app.step()
+    assert sender.delivered == [(0, "invalid_json")]
+    assert sender.events == ["sent", "delivered", "delivered", "commit"]
+    assert store.offsets == {P0: 3}
 
 
 def now_utc() -> datetime:
