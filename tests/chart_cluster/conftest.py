@@ -7,6 +7,7 @@ test on it. Each test gets a namespace of its own.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +15,6 @@ import pytest
 import yaml
 
 from heartbeat_localstack.cluster.control_plane import Cluster
-from tests.support.kube import new_namespace
 
 from .kube import Kube
 
@@ -35,6 +35,7 @@ def third_party_crds(kube: Kube) -> None:
 
 @pytest.fixture
 def namespace(kube: Kube) -> Iterator[str]:
-    name = new_namespace(kube, "chart")
+    name = f"chart-{uuid.uuid4().hex[:8]}"
+    kube.run("create", "namespace", name)
     yield name
     kube.run("delete", "namespace", name, "--wait=false")
