@@ -237,8 +237,7 @@ class DeadLetterSender:
     """The dead-letter topic's producer, and the dead letters of the batches it serves.
 
     Each batch has its own ``DeadLetters`` (``batch``): produced early, as the batch is
-    collected, and waited for before it is committed. ``deliver`` and ``forget`` serve
-    a caller with one batch at a time: they use one ``DeadLetters`` until ``forget``.
+    collected, and waited for before it is committed.
     """
 
     def __init__(
@@ -258,23 +257,10 @@ class DeadLetterSender:
         # Delivery reports come on whichever thread polls the producer: the loop producing
         # one batch's dead letters while the writer waits for another's.
         self.lock = threading.Lock()
-        self._current = DeadLetters(self)
 
     def batch(self) -> DeadLetters:
         """The dead letters of a new batch: nothing of it sent yet."""
         return DeadLetters(self)
-
-    def deliver(
-        self,
-        pairs: Sequence[tuple[Record, Rejection]],
-        on_wait: Callable[[], None] | None = None,
-    ) -> None:
-        """``DeadLetters.deliver`` for the batch in hand (until ``forget``)."""
-        self._current.deliver(pairs, on_wait)
-
-    def forget(self) -> None:
-        """Start a new batch: what was delivered before may be sent again."""
-        self._current = DeadLetters(self)
 
 
 class DeadLetters:

@@ -98,7 +98,8 @@ def test_the_poison_message_is_dead_lettered_cut_to_the_default_limit(settings, 
     assert sender.budget == 1_000_000
     # Whole, with its reason headers and renamed headers, it would not fit.
     assert dead_letter(original, rejection, 10**9).size > sender.budget
-    sender.deliver([(original, rejection)])
+    letters = sender.batch()
+    letters.deliver([(original, rejection)])
 
     [letter] = read_all(settings, settings.kafka_dlq_topic, 1)
     found = dict(letter.headers)
@@ -144,7 +145,8 @@ def test_many_dead_letters_cut_to_a_small_topic_limit_all_arrive(settings, regis
         for offset in range(40)
     ]
     # Produced together, they are batched together: no batch may exceed the topic's limit.
-    sender.deliver(pairs)
+    letters = sender.batch()
+    letters.deliver(pairs)
 
     letters = read_all(settings, settings.kafka_dlq_topic, len(pairs))
     assert sorted(int(dict(r.headers)["source_offset"]) for r in letters) == list(range(40))
@@ -163,8 +165,9 @@ def test_a_dead_letter_the_broker_refuses_is_replaced_by_a_minimal_one(settings,
         producer, settings.kafka_dlq_topic, 1_000_000, ConsumerMetrics(registry)
     )
     original = Record(settings.kafka_topic, 2, 77, b"7", noise(10_000), None, [("a", b"b")])
+    letters = sender.batch()
     with caplog.at_level(logging.WARNING, logger="heartbeat.deadletter"):
-        sender.deliver([(original, rejection_of(original))])  # returns: nothing to retry
+        letters.deliver([(original, rejection_of(original))])  # returns: nothing to retry
 
     [letter] = read_all(settings, settings.kafka_dlq_topic, 1)
     found = dict(letter.headers)
@@ -189,9 +192,10 @@ def test_a_minimal_dead_letter_refused_too_is_counted_and_the_batch_goes_on(
         producer, settings.kafka_dlq_topic, 1_000_000, ConsumerMetrics(registry)
     )
     original = Record(settings.kafka_topic, 1, 5, b"7", noise(5000), None, [])
+    letters = sender.batch()
     with caplog.at_level(logging.WARNING, logger="heartbeat.deadletter"):
-        sender.deliver([(original, rejection_of(original))])
-        sender.deliver([(original, rejection_of(original))])  # a retry of the batch: no-op
+        letters.deliver([(original, rejection_of(original))])
+        letters.deliver([(original, rejection_of(original))])  # a retry of the batch: no-op
 
     assert metric(registry, "heartbeat_dead_letters_refused_total") == 2
     assert metric(registry, "heartbeat_rejected_total", {"reason": "invalid_utf8"}) == 1
@@ -212,7 +216,8 @@ def test_a_broker_that_does_not_answer_is_retried_not_refused(settings, registry
         producer, nowhere.kafka_dlq_topic, 1_000_000, ConsumerMetrics(registry)
     )
     original = Record(nowhere.kafka_topic, 0, 9, b"7", b"\xff", None, [])
+    letters = sender.batch()
     with pytest.raises(KafkaUnavailable, match="1 of 1 dead-letter messages not delivered"):
-        sender.deliver([(original, rejection_of(original))])
+        letters.deliver([(original, rejection_of(original))])
     assert metric(registry, "heartbeat_dead_letters_refused_total") == 0
     assert metric(registry, "heartbeat_rejected_total", {"reason": "invalid_utf8"}) == 0

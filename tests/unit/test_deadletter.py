@@ -340,8 +340,9 @@ def refused(registry) -> float | None:
 def test_every_dead_letter_is_produced_once_and_counted_by_reason(registry):
     producer = FakeProducer(by_offset({}))
     sender = sender_for(producer, registry)
-    sender.deliver(pairs(1, 2) + pairs(3, reason=Reason.INVALID_JSON))
-    sender.deliver(pairs(1, 2) + pairs(3, reason=Reason.INVALID_JSON))  # a retry of the batch
+    letters = sender.batch()
+    letters.deliver(pairs(1, 2) + pairs(3, reason=Reason.INVALID_JSON))
+    letters.deliver(pairs(1, 2) + pairs(3, reason=Reason.INVALID_JSON))  # a retry of the batch
     assert [int(h["source_offset"]) for _, _, h in producer.sent] == [1, 2, 3]
     assert rejected(registry) == 2
     assert rejected(registry, Reason.INVALID_JSON) == 1
@@ -352,8 +353,9 @@ def test_every_dead_letter_is_produced_once_and_counted_by_reason(registry):
 def test_a_refused_dead_letter_is_replaced_by_a_minimal_one_and_counted(registry, caplog, refusal):
     producer = FakeProducer(by_offset({2: [refusal, "ok"]}))
     sender = sender_for(producer, registry)
+    letters = sender.batch()
     with caplog.at_level(logging.WARNING, logger="heartbeat.deadletter"):
-        sender.deliver(pairs(1, 2, 3))
+        letters.deliver(pairs(1, 2, 3))
     minimal = [h for _, _, h in producer.sent if "minimal" in h]
     assert len(minimal) == 1
     assert minimal[0]["source_offset"] == b"2"
@@ -368,9 +370,10 @@ def test_a_refused_dead_letter_is_replaced_by_a_minimal_one_and_counted(registry
 def test_a_refused_minimal_dead_letter_is_logged_and_never_stops_the_batch(registry, caplog):
     producer = FakeProducer(by_offset({2: "refused"}))
     sender = sender_for(producer, registry)
+    letters = sender.batch()
     with caplog.at_level(logging.WARNING, logger="heartbeat.deadletter"):
-        sender.deliver(pairs(1, 2))
-        sender.deliver(pairs(1, 2))
+        letters.deliver(pairs(1, 2))
+        letters.deliver(pairs(1, 2))
     assert len(producer.sent) == 3  # 1, 2 and 2's minimal; nothing on the second call
     assert refused(registry) == 2
     assert rejected(registry) == 2
@@ -382,10 +385,11 @@ def test_a_refused_minimal_dead_letter_is_logged_and_never_stops_the_batch(regis
 def test_a_transient_failure_raises_and_the_retry_sends_only_what_is_missing(registry):
     producer = FakeProducer(by_offset({2: ["timeout", "ok"]}))
     sender = sender_for(producer, registry)
+    letters = sender.batch()
     with pytest.raises(KafkaUnavailable, match="1 of 3 dead-letter messages not delivered"):
-        sender.deliver(pairs(1, 2, 3))
+        letters.deliver(pairs(1, 2, 3))
     assert rejected(registry) == 2
-    sender.deliver(pairs(1, 2, 3))
+    letters.deliver(pairs(1, 2, 3))
     assert [int(h["source_offset"]) for _, _, h in producer.sent] == [1, 2, 3, 2]
     assert rejected(registry) == 3
     assert refused(registry) == 0
@@ -394,9 +398,10 @@ def test_a_transient_failure_raises_and_the_retry_sends_only_what_is_missing(reg
 def test_a_minimal_dead_letter_that_failed_transiently_is_retried_as_a_minimal_one(registry):
     producer = FakeProducer(by_offset({2: ["refused", "timeout", "ok"]}))
     sender = sender_for(producer, registry)
+    letters = sender.batch()
     with pytest.raises(KafkaUnavailable):
-        sender.deliver(pairs(2))
-    sender.deliver(pairs(2))
+        letters.deliver(pairs(2))
+    letters.deliver(pairs(2))
     assert ["minimal" in h for _, _, h in producer.sent] == [False, True, True]
     assert refused(registry) == 1
     assert rejected(registry) == 1
@@ -405,11 +410,12 @@ def test_a_minimal_dead_letter_that_failed_transiently_is_retried_as_a_minimal_o
 def test_reports_that_never_come_are_purged_and_the_batch_retried(registry):
     producer = FakeProducer(by_offset({1: ["hang", "ok"]}))
     sender = sender_for(producer, registry, flush_timeout=0.05)
+    letters = sender.batch()
     with pytest.raises(KafkaUnavailable, match=r"1 of 2 .*Purged"):
-        sender.deliver(pairs(1, 2))
+        letters.deliver(pairs(1, 2))
     assert producer.purges == 1
     assert len(producer) == 0
-    sender.deliver(pairs(1, 2))
+    letters.deliver(pairs(1, 2))
     assert rejected(registry) == 2
 
 
@@ -420,17 +426,17 @@ def test_giving_up_while_waiting_leaves_nothing_queued(registry):
     def stopping() -> None:
         raise KafkaUnavailable("stopping")
 
+    letters = sender.batch()
     with pytest.raises(KafkaUnavailable, match="stopping"):
-        sender.deliver(pairs(1), on_wait=stopping)
+        letters.deliver(pairs(1), on_wait=stopping)
     assert len(producer) == 0
 
 
-def test_forget_lets_the_next_batch_send_the_same_offsets_again(registry):
+def test_the_next_batch_sends_the_same_offsets_again(registry):
     producer = FakeProducer(by_offset({}))
     sender = sender_for(producer, registry)
-    sender.deliver(pairs(1))
-    sender.forget()
-    sender.deliver(pairs(1))
+    sender.batch().deliver(pairs(1))
+    sender.batch().deliver(pairs(1))
     assert len(producer.sent) == 2
 
 
