@@ -62,13 +62,15 @@ class Retry(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Written:
-    """A batch committed: what it stored, the offsets it moved to, its readings' columns."""
+    """A batch committed: what it stored, the offsets it moved to, its readings' columns,
+    and when it committed (microseconds since 2000-01-01 UTC, as ``validation.to_micros``)."""
 
     result: BatchResult
     offsets: dict[Partition, int]
     size: int
     columns: Columns
     dead_lettered: bool
+    committed_at: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,13 +227,19 @@ class Writer:
         )
         self.metrics.db_write_seconds.observe(time.perf_counter() - started)
         return Written(
-            result, offsets, batch.size, columns, dead_lettered or bool(result.conflicts)
+            result,
+            offsets,
+            batch.size,
+            columns,
+            dead_lettered or bool(result.conflicts),
+            # Taken here, not when the loop settles the write: that may come up to a
+            # batch's collecting time later and would add it to every reading's age.
+            committed_at=to_micros(datetime.now(UTC)),
         )
 
     def _record(self, written: Written) -> None:
         """The committed batch's metrics."""
         m, result = self.metrics, written.result
-        now = to_micros(datetime.now(UTC))
         m.batch_size.observe(written.size)
         m.stored.inc(result.stored)
         m.duplicates.inc(result.duplicates)
@@ -242,7 +250,7 @@ class Writer:
                 instants = sorted(written.columns.micros)
             else:
                 instants = sorted(to_micros(ts) for ts in result.stored_instants)
-            counts, total = ages(instants, now, m.event_to_stored_seconds.bounds)
+            counts, total = ages(instants, written.committed_at, m.event_to_stored_seconds.bounds)
             m.event_to_stored_seconds.observe_counts(counts, total)
         if result.duplicates:
             logger.debug("skipped %d duplicate readings", result.duplicates)
