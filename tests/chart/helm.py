@@ -53,7 +53,7 @@ class Result:
 class Helm:
     binary: Path
 
-    def run(self, *args: str) -> Result:
+    def run(self, *args: str, timeout: float = 120) -> Result:
         # HELM_* caches in a throwaway place: the tests never touch the user's repositories.
         env = {
             **os.environ,
@@ -62,7 +62,7 @@ class Helm:
             "HELM_DATA_HOME": "/tmp/heartbeat-helm-tests/data",
         }
         done = subprocess.run(
-            [str(self.binary), *args], capture_output=True, text=True, timeout=120, env=env
+            [str(self.binary), *args], capture_output=True, text=True, timeout=timeout, env=env
         )
         return Result(done.returncode, done.stdout, done.stderr)
 

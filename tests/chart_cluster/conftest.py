@@ -7,7 +7,6 @@ test on it. Each test gets a namespace of its own.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 import yaml
 
 from heartbeat_localstack.cluster.control_plane import Cluster
+from tests.support.kube import new_namespace
 
 from .kube import Kube
 
@@ -35,7 +35,6 @@ def third_party_crds(kube: Kube) -> None:
 
 @pytest.fixture
 def namespace(kube: Kube) -> Iterator[str]:
-    name = f"chart-{uuid.uuid4().hex[:8]}"
-    kube.run("create", "namespace", name)
+    name = new_namespace(kube, "chart")
     yield name
     kube.run("delete", "namespace", name, "--wait=false")

@@ -1,7 +1,7 @@
 """kubectl and helm against the session's cluster, and a watch that records what happened.
 
-``Kube`` runs the cluster's own kubectl (``tests.support.kube``) and helm (the versions the
-control plane was built with). ``Watch`` records every change to one collection from a known
+``Kube`` is ``tests.support.kube.Kubectl`` (the cluster's own kubectl and helm) with the
+chart's release and CRDs. ``Watch`` records every change to one collection from a known
 resourceVersion, so an object that lives for a second, such as a hook Job deleted once it
 succeeded, is still seen.
 """
@@ -18,8 +18,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
-from tests.chart.helm import CHART, RELEASE, Helm, Result
-from tests.support.kube import CommandError, Kubectl, Object
+from tests.chart.helm import CHART, RELEASE
+from tests.support.kube import Kubectl, Object
 
 # `helm --wait` gives up after this; kwok makes pods Ready within seconds.
 WAIT = "90s"
@@ -40,16 +40,6 @@ class Kube(Kubectl):
         self.apply(crds, "--server-side", "--force-conflicts")
         names = [f"crd/{crd['metadata']['name']}" for crd in crds]
         self.run("wait", "--for=condition=Established", "--timeout=60s", *names)
-
-    def helm(self, *args: str) -> Result:
-        binary = Helm(self.cluster.helm)
-        return binary.run(*args, "--kubeconfig", str(self.cluster.kubeconfig))
-
-    def helm_ok(self, *args: str) -> str:
-        result = self.helm(*args)
-        if result.returncode != 0:
-            raise CommandError(f"helm {' '.join(args)} failed:\n{result.stderr}")
-        return result.stdout
 
     def install(self, namespace: str, *flags: str, wait: bool = True) -> str:
         """``helm install`` of the chart as release ``heartbeat`` into `namespace`."""
@@ -132,15 +122,3 @@ def events_of(events: Iterable[Object], name: str, *types: str) -> list[Object]:
 
 def timestamp(value: str) -> datetime:
     return datetime.fromisoformat(value)
-
-
-def condition(obj: Object, kind: str) -> str | None:
-    """The status ("True", "False", "Unknown") of a condition, None when there is none."""
-    for c in obj.get("status", {}).get("conditions", []):
-        if c["type"] == kind:
-            return str(c["status"])
-    return None
-
-
-def ready(pod: Object) -> bool:
-    return pod["status"].get("phase") == "Running" and condition(pod, "Ready") == "True"

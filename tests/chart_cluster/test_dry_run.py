@@ -25,9 +25,9 @@ import yaml
 from tests.chart.helm import CHART, CI_VALUES, KUBE_VERSION, RELEASE, scenario_id
 from tests.chart.manifests import Manifest, ident, of_kind
 from tests.chart.readme import readme_example_secrets, readme_managed_example
-from tests.support.kube import ON_THE_CLUSTER
+from tests.support.kube import ON_THE_CLUSTER, CommandError
 
-from .kube import CommandError, Kube
+from .kube import Kube
 
 pytestmark = [*ON_THE_CLUSTER, pytest.mark.chart]
 

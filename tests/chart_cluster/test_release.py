@@ -19,17 +19,14 @@ import pytest
 
 from tests.chart.helm import CHART, RELEASE
 from tests.chart.manifests import container, env_of, ident
-from tests.support.kube import ON_THE_CLUSTER
+from tests.support.kube import ON_THE_CLUSTER, Object, condition, is_ready
 from tests.support.polling import wait_for
 
 from .kube import (
     INSTANCE,
     WAIT,
     Kube,
-    Object,
-    condition,
     events_of,
-    ready,
     timestamp,
 )
 from .lockdown import security_problems
@@ -130,7 +127,7 @@ def test_install_runs_the_migration_hook_to_completion_then_waits_for_every_depl
         assert created >= timestamp(job["status"]["completionTime"]), name
         pods = pods_of(kube, namespace, deployment)
         assert len(pods) == deployment["spec"]["replicas"], name
-        assert all(ready(pod) for pod in pods), name
+        assert all(is_ready(pod) for pod in pods), name
 
 
 def test_upgrade_with_new_values_migrates_again_and_rolls_every_deployment_onto_new_pods(
@@ -170,7 +167,7 @@ def test_upgrade_with_new_values_migrates_again_and_rolls_every_deployment_onto_
         pods = pods_after_rollout(kube, namespace, deployment, new_hash)
         assert {p["metadata"]["labels"]["pod-template-hash"] for p in pods} == {new_hash}, name
         assert len(pods) == deployment["spec"]["replicas"], name
-        assert all(ready(pod) for pod in pods), name
+        assert all(is_ready(pod) for pod in pods), name
     consumer = after[f"{RELEASE}-consumer"]
     assert consumer["spec"]["replicas"] == 3
     assert env_of(container(consumer, "consumer"))["LOG_LEVEL"] == "DEBUG"
@@ -225,11 +222,11 @@ def test_helm_test_starts_the_locked_down_test_pod_and_passes_once_it_succeeds(
             60,
             "the test pod ready, or helm test over",
             0.3,
-            until=lambda found: running.done() or (found is not None and ready(found)),
+            until=lambda found: running.done() or (found is not None and is_ready(found)),
         )
         assert not running.done(), f"helm test ended early: {running.result().stderr}"
         assert pod is not None
-        assert ready(pod), pod["status"]
+        assert is_ready(pod), pod["status"]
         # kwok completes only pods owned by a Job: report the exit a real kubelet would.
         exit_successfully(kube, namespace, pod)
         result = running.result(timeout=90)

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from heartbeat_localstack.cluster.control_plane import Cluster
-from tests.support.kube import ON_THE_CLUSTER, Kubectl
+from tests.support.kube import ON_THE_CLUSTER, Kubectl, new_namespace
 from tests.support.polling import wait_for
 
 pytestmark = ON_THE_CLUSTER
@@ -28,8 +27,7 @@ def kube(kube_cluster: Cluster) -> Kubectl:
 
 @pytest.fixture
 def namespace(kube: Kubectl) -> Iterator[str]:
-    name = f"test-{uuid.uuid4().hex[:8]}"
-    kube.run("create", "namespace", name)
+    name = new_namespace(kube, "test")
     yield name
     kube.run("delete", "namespace", name, "--wait=false")
 

@@ -24,6 +24,7 @@ from heartbeat_localstack.cluster.control_plane import Cluster
 from heartbeat_localstack.cluster.exceptions import NodeBusyError
 from heartbeat_localstack.cluster.local_images import LocalImages
 from heartbeat_localstack.docker import DockerCLI
+from tests.support.kube import Kubectl
 
 if TYPE_CHECKING:
     from .pipeline import Pipeline
@@ -37,14 +38,15 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RealCluster:
-    """A running cluster with a real node: argv prefixes for its clients, its files, and the
-    images its containerd holds (`dev_deps_values()` runs charts/dev-deps on them)."""
+    """A running cluster with a real node, and the images its containerd holds
+    (`dev_deps_values()` runs charts/dev-deps on them)."""
 
-    kubeconfig: Path
-    kubectl: list[str]
-    helm: list[str]
-    state_dir: Path
+    cluster: Cluster
     images: LocalImages
+
+    def kubectl(self, namespace: str = "") -> Kubectl:
+        """The cluster's kubectl and helm, in `namespace` when given one."""
+        return Kubectl(self.cluster, namespace)
 
     def dev_deps_values(self) -> dict[str, Any]:
         """charts/dev-deps values for the local Kafka and PostgreSQL images on the node."""
@@ -77,15 +79,8 @@ def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealClust
     images = local_images.ensure(DockerCLI(), IMAGE)
     state = tmp_path_factory.mktemp("real-node")
     cluster = _start(state, images)
-    kubeconfig = f"--kubeconfig={cluster.kubeconfig}"
     try:
-        yield RealCluster(
-            kubeconfig=cluster.kubeconfig,
-            kubectl=[str(cluster.kubectl), kubeconfig],
-            helm=[str(cluster.helm), kubeconfig],
-            state_dir=state,
-            images=images,
-        )
+        yield RealCluster(cluster, images)
     finally:
         control_plane.down(state)
 

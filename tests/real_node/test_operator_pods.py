@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 import pytest
 
+from tests.support.kube import condition
+
 from .pipeline import PRODUCER_FIRST_CUSTOMER, Pipeline, eventually
 
 # The first test also waits for the cluster and the two releases to come up.
@@ -54,7 +56,7 @@ def _slices(pipeline: Pipeline, pods: list[str]) -> dict[str, range]:
     """Each generator pod's customers, as its own log line says."""
     found: dict[str, range] = {}
     for pod in pods:
-        match = SLICE_LINE.search(pipeline.run("logs", pod, "-c", "generator"))
+        match = SLICE_LINE.search(pipeline.kube.run("logs", pod, "-c", "generator").stdout)
         if match is None:
             return {}
         found[pod] = range(int(match[1]), int(match[2]) + 1)
@@ -124,27 +126,27 @@ def test_the_operator_runs_as_a_pod(pipeline: Pipeline) -> None:
 
 
 def test_kubectl_exec_runs_a_command_inside_a_consumer_pod(pipeline: Pipeline) -> None:
-    out = pipeline.run("exec", "deploy/heartbeat-consumer", "--", "heartbeat", "--version")
+    out = pipeline.kube.exec("deploy/heartbeat-consumer", "heartbeat", "--version")
     assert out.strip()
 
 
 def test_two_generators_store_exactly_customers_1_to_500(pipeline: Pipeline) -> None:
     started = pipeline.now()
-    pipeline.run("apply", "-f", "-", stdin=_simulation(replicas=2))
+    pipeline.kube.run("apply", "-f", "-", stdin=_simulation(replicas=2))
     slices = _ready_generators(pipeline, 2)
     assert sorted(slices) == [f"{SIMULATION}-0", f"{SIMULATION}-1"]
     _assert_partition(slices)
     assert _every_customer_since(pipeline, started) == list(range(1, CUSTOMERS + 1))
-    condition = "jsonpath={.status.conditions[?(@.type=='Ready')].status}"
+    simulation = f"heartbeatsimulation/{SIMULATION}"
     ready = eventually(
-        lambda: pipeline.run("get", f"heartbeatsimulation/{SIMULATION}", "-o", condition) == "True",
+        lambda: condition(pipeline.kube.get(simulation), "Ready") == "True",
         "the simulation's Ready condition",
     )
     assert ready
 
 
 def test_scaling_to_three_redraws_the_slices_without_losing_a_customer(pipeline: Pipeline) -> None:
-    pipeline.run("scale", f"heartbeatsimulation/{SIMULATION}", "--replicas=3")
+    pipeline.kube.run("scale", f"heartbeatsimulation/{SIMULATION}", "--replicas=3")
     slices = _ready_generators(pipeline, 3)
     _assert_partition(slices)
     rolled = pipeline.now()
@@ -153,7 +155,7 @@ def test_scaling_to_three_redraws_the_slices_without_losing_a_customer(pipeline:
 
 def test_paused_stops_new_readings(pipeline: Pipeline) -> None:
     patch = json.dumps({"spec": {"paused": True}})
-    pipeline.run("patch", f"heartbeatsimulation/{SIMULATION}", "--type=merge", "-p", patch)
+    pipeline.kube.run("patch", f"heartbeatsimulation/{SIMULATION}", "--type=merge", "-p", patch)
     eventually(lambda: pipeline.pods(GENERATORS) == [], "no generator pod while paused")
     # The consumer drains what was produced before the pods stopped; then nothing more comes.
     settled = eventually(_settled(pipeline), "the stored count to settle")
@@ -165,12 +167,12 @@ def test_deleting_the_simulation_stops_its_readings_and_removes_its_pods(
     pipeline: Pipeline,
 ) -> None:
     patch = json.dumps({"spec": {"paused": False}})
-    pipeline.run("patch", f"heartbeatsimulation/{SIMULATION}", "--type=merge", "-p", patch)
+    pipeline.kube.run("patch", f"heartbeatsimulation/{SIMULATION}", "--type=merge", "-p", patch)
     _ready_generators(pipeline, 3)
-    pipeline.run("delete", f"heartbeatsimulation/{SIMULATION}", "--wait=true", timeout=180)
+    pipeline.kube.run("delete", f"heartbeatsimulation/{SIMULATION}", "--wait=true", timeout=180)
     eventually(lambda: pipeline.pods(GENERATORS) == [], "the generator pods gone")
     eventually(
-        lambda: pipeline.run("get", "statefulsets", "-o", "name").strip() == "" or None,
+        lambda: pipeline.kube.run("get", "statefulsets", "-o", "name").stdout.strip() == "" or None,
         "the generators' StatefulSet gone",
     )
     settled = eventually(_settled(pipeline), "the stored count to settle")

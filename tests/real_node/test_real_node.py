@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
 from heartbeat_localstack.cluster import api_address
+from tests.support.kube import Kubectl
 
 from .conftest import IMAGE, RealCluster
 
@@ -21,16 +21,13 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def kubectl(real_cluster: RealCluster) -> list[str]:
-    return real_cluster.kubectl
-
-
-def _run(argv: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=120)
+def kubectl(real_cluster: RealCluster) -> Kubectl:
+    """The cluster's kubectl, in the default namespace; a command that fails fails the test."""
+    return real_cluster.kubectl()
 
 
 @pytest.fixture(scope="module")
-def pod(kubectl: list[str]) -> str:
+def pod(kubectl: Kubectl) -> str:
     manifest = {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -39,44 +36,31 @@ def pod(kubectl: list[str]) -> str:
             "containers": [{"name": "heartbeat", "image": IMAGE, "command": ["sleep", "3600"]}]
         },
     }
-    assert _run([*kubectl, "apply", "-f", "-"], json.dumps(manifest)).returncode == 0
-    waited = _run([*kubectl, "wait", "--for=condition=Ready", "pod/heartbeat", "--timeout=90s"])
-    assert waited.returncode == 0, waited.stderr
+    kubectl.apply(manifest)
+    kubectl.wait("pod/heartbeat", "condition=Ready", timeout=90)
     return "heartbeat"
 
 
-def test_heartbeat_help_runs_inside_a_pod_of_the_image(kubectl: list[str], pod: str) -> None:
-    result = _run([*kubectl, "exec", pod, "--", "heartbeat", "--help"])
-    assert result.returncode == 0, result.stderr
-    assert "usage: heartbeat" in result.stdout
+def test_heartbeat_help_runs_inside_a_pod_of_the_image(kubectl: Kubectl, pod: str) -> None:
+    assert "usage: heartbeat" in kubectl.exec(pod, "heartbeat", "--help")
 
 
-def test_a_service_name_resolves_from_a_pod(kubectl: list[str], pod: str) -> None:
-    created = _run([*kubectl, "create", "service", "clusterip", "readings", "--tcp=80:8080"])
-    assert created.returncode == 0, created.stderr
-    cluster_ip = _run(
-        [*kubectl, "get", "service", "readings", "-o", "jsonpath={.spec.clusterIP}"]
-    ).stdout.strip()
+def test_a_service_name_resolves_from_a_pod(kubectl: Kubectl, pod: str) -> None:
+    kubectl.run("create", "service", "clusterip", "readings", "--tcp=80:8080")
+    cluster_ip = kubectl.get("service", "readings")["spec"]["clusterIP"]
     lookup = "import socket; print(socket.gethostbyname('readings'))"
-    resolved = _run([*kubectl, "exec", pod, "--", "python", "-c", lookup])
-    assert resolved.returncode == 0, resolved.stderr
-    assert resolved.stdout.strip() == cluster_ip
+    assert kubectl.exec(pod, "python", "-c", lookup).strip() == cluster_ip
 
 
-def test_the_node_reports_a_real_container_runtime(kubectl: list[str]) -> None:
-    runtime = _run(
-        [
-            *kubectl,
-            "get",
-            "nodes",
-            "-o",
-            "jsonpath={.items[*].status.nodeInfo.containerRuntimeVersion}",
-        ]
-    ).stdout
-    assert runtime.startswith("containerd://")
+def test_the_node_reports_a_real_container_runtime(kubectl: Kubectl) -> None:
+    runtimes = [
+        node["status"]["nodeInfo"]["containerRuntimeVersion"] for node in kubectl.items("nodes")
+    ]
+    assert runtimes, "no node"
+    assert all(runtime.startswith("containerd://") for runtime in runtimes), runtimes
 
 
-def test_a_pod_lists_configmaps_through_the_kubernetes_service(kubectl: list[str]) -> None:
+def test_a_pod_lists_configmaps_through_the_kubernetes_service(kubectl: Kubectl) -> None:
     """The `kubernetes` Service has an endpoint pods reach, and its certificate names the
     Service: a pod's own service-account token lists ConfigMaps through it, verified."""
     account = "lister"
@@ -104,8 +88,7 @@ def test_a_pod_lists_configmaps_through_the_kubernetes_service(kubectl: list[str
             },
         ],
     }
-    applied = _run([*kubectl, "apply", "-f", "-"], json.dumps(rbac))
-    assert applied.returncode == 0, applied.stderr
+    kubectl.apply(rbac)
     script = (
         "import json, ssl, urllib.request\n"
         "sa = '/var/run/secrets/kubernetes.io/serviceaccount'\n"
@@ -118,47 +101,32 @@ def test_a_pod_lists_configmaps_through_the_kubernetes_service(kubectl: list[str
         "    items = json.load(answer)['items']\n"
         "print(json.dumps(sorted(item['metadata']['name'] for item in items)))\n"
     )
-    created = _run(
-        [
-            *kubectl,
-            "run",
-            "lister",
-            f"--image={IMAGE}",
-            "--restart=Never",
-            "--image-pull-policy=Never",
-            f"--overrides={json.dumps({'spec': {'serviceAccountName': account}})}",
-            "--command",
-            "--",
-            "python",
-            "-c",
-            script,
-        ]
+    kubectl.run(
+        "run",
+        "lister",
+        f"--image={IMAGE}",
+        "--restart=Never",
+        "--image-pull-policy=Never",
+        f"--overrides={json.dumps({'spec': {'serviceAccountName': account}})}",
+        "--command",
+        "--",
+        "python",
+        "-c",
+        script,
     )
-    assert created.returncode == 0, created.stderr
-    finished = _run(
-        [
-            *kubectl,
-            "wait",
-            "pod/lister",
-            "--for=jsonpath={.status.phase}=Succeeded",
-            "--timeout=90s",
-        ]
+    finished = kubectl.run(
+        "wait",
+        "pod/lister",
+        "--for=jsonpath={.status.phase}=Succeeded",
+        "--timeout=90s",
+        check=False,
     )
-    logs = _run([*kubectl, "logs", "pod/lister"])
-    assert finished.returncode == 0, f"{finished.stderr}\n{logs.stdout}{logs.stderr}"
-    assert "kube-root-ca.crt" in json.loads(logs.stdout.strip().splitlines()[-1])
+    logs = kubectl.logs("pod/lister")
+    assert finished.returncode == 0, f"{finished.stderr}\n{logs}"
+    assert "kube-root-ca.crt" in json.loads(logs.strip().splitlines()[-1])
 
 
-def test_the_kubernetes_service_points_at_the_api_server(kubectl: list[str]) -> None:
-    endpoint = _run(
-        [
-            *kubectl,
-            "get",
-            "endpointslice",
-            "kubernetes",
-            "-o",
-            "jsonpath={.endpoints[*].addresses[*]}",
-        ]
-    )
-    assert endpoint.returncode == 0, endpoint.stderr
-    assert endpoint.stdout.split() == [api_address.ADDRESS]
+def test_the_kubernetes_service_points_at_the_api_server(kubectl: Kubectl) -> None:
+    endpoints = kubectl.get("endpointslice", "kubernetes").get("endpoints") or []
+    addresses = [address for endpoint in endpoints for address in endpoint["addresses"]]
+    assert addresses == [api_address.ADDRESS]

@@ -26,6 +26,7 @@ from heartbeat_localstack import skaffold as skaffold_env
 from heartbeat_localstack.cluster.build import binaries
 from heartbeat_localstack.cluster.local_images import ImageUser, LocalImages
 from heartbeat_localstack.docker import DockerCLI
+from tests.support.kube import Kubectl
 from tests.support.polling import wait_for
 
 from .conftest import RealCluster
@@ -160,15 +161,14 @@ def skaffold() -> Path:
 @pytest.fixture(scope="module")
 def skaffold_run(skaffold: Path, real_cluster: RealCluster) -> Iterator[dict[str, str]]:
     """`skaffold run -p local-node` into its own namespace, deleted again afterwards."""
+    kubeconfig = real_cluster.cluster.kubeconfig
     env = {
         **os.environ,
-        **skaffold_env.machine_env(ROOT, real_cluster.state_dir.resolve()),
-        "KUBECONFIG": str(real_cluster.kubeconfig),
+        **skaffold_env.machine_env(ROOT, real_cluster.cluster.state_dir),
+        "KUBECONFIG": str(kubeconfig),
     }
-    common = ["-p", PROFILE, "--kubeconfig", str(real_cluster.kubeconfig), "-n", NAMESPACE]
-    subprocess.run(
-        [*real_cluster.kubectl, "create", "namespace", NAMESPACE], check=False, timeout=60
-    )
+    common = ["-p", PROFILE, "--kubeconfig", str(kubeconfig), "-n", NAMESPACE]
+    real_cluster.kubectl().run("create", "namespace", NAMESPACE, check=False, timeout=60)
     result = subprocess.run(
         [str(skaffold), "run", *common],
         cwd=ROOT,
@@ -187,49 +187,32 @@ def skaffold_run(skaffold: Path, real_cluster: RealCluster) -> Iterator[dict[str
         )
 
 
-def _stored(real_cluster: RealCluster, namespace: str = NAMESPACE) -> int:
-    result = subprocess.run(
-        [
-            *real_cluster.kubectl,
-            "-n",
-            namespace,
-            "exec",
-            "deploy/postgresql",
-            "--",
-            "psql",
-            "-U",
-            "heartbeat",
-            "heartbeat",
-            "-tAc",
-            "select count(*) from heartbeats",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+def _stored(kube: Kubectl) -> int:
+    """The readings in the namespace's PostgreSQL; 0 while it does not answer."""
+    query = ["psql", "-U", "heartbeat", "heartbeat", "-tAc", "select count(*) from heartbeats"]
+    result = kube.run("exec", "deploy/postgresql", "--", *query, check=False, timeout=60)
     return int(result.stdout.strip()) if result.returncode == 0 else 0
+
+
+def _images(kube: Kubectl, *, running: bool = False) -> set[str]:
+    """The images of the namespace's pods' containers (of its Running pods only, if asked)."""
+    return {
+        container["image"]
+        for pod in kube.items("pods")
+        if not running or pod["status"].get("phase") == "Running"
+        for container in pod["spec"]["containers"]
+    }
 
 
 def test_skaffold_run_local_node_stores_readings_from_pods(
     skaffold_run: dict[str, str], real_cluster: RealCluster
 ) -> None:
-    pods = subprocess.run(
-        [*real_cluster.kubectl, "-n", NAMESPACE, "get", "pods", "-o", "json"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    images = {
-        c["image"]
-        for pod in yaml.safe_load(pods.stdout)["items"]
-        for c in pod["spec"]["containers"]
-    }
+    kube = real_cluster.kubectl(NAMESPACE)
+    images = _images(kube)
     assert any(image.startswith("heartbeat:") and image != "heartbeat:dev" for image in images)
     assert real_cluster.images.kafka in images
     assert real_cluster.images.postgres in images
-    wait_for(lambda: _stored(real_cluster), timeout=300, what="readings stored by the pods")
+    wait_for(lambda: _stored(kube), timeout=300, what="readings stored by the pods")
 
 
 PROFILE_NAMESPACE = "skaffold-profile"
@@ -242,7 +225,7 @@ def test_local_node_profile_steps_run_on_the_real_node(real_cluster: RealCluster
     Proves the profile's part on the node wherever skaffold itself cannot be built."""
     env = {
         **os.environ,
-        **skaffold_env.machine_env(ROOT, real_cluster.state_dir.resolve()),
+        **skaffold_env.machine_env(ROOT, real_cluster.cluster.state_dir),
         "IMAGE_REPO_heartbeat": "heartbeat",
         "IMAGE_TAG_heartbeat": PROFILE_TAG,
     }
@@ -260,36 +243,18 @@ def test_local_node_profile_steps_run_on_the_real_node(real_cluster: RealCluster
         docker.run(["image", "rm", previous], check=False)
     for hook in artifact["hooks"]["after"]:
         subprocess.run(hook["command"], cwd=ROOT, env={**env, "SKAFFOLD_IMAGE": image}, check=True)
-    helm = [*real_cluster.helm, "--namespace", PROFILE_NAMESPACE]
+    kube = real_cluster.kubectl(PROFILE_NAMESPACE)
     releases = local["deploy"]["helm"]["releases"]
     try:
         for release in releases:
-            install = [*helm, "upgrade", "--install", release["name"]]
+            install = ["upgrade", "--install", release["name"]]
             install += [str(ROOT / release["chartPath"]), "--wait", "--timeout", "10m"]
             if release.get("createNamespace"):
                 install.append("--create-namespace")
-            subprocess.run([*install, *set_flags(release, env)], check=True, timeout=900)
-        pods = subprocess.run(
-            [*real_cluster.kubectl, "-n", PROFILE_NAMESPACE, "get", "pods", "-o", "json"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=60,
-        )
-        running = {
-            container["image"]
-            for pod in yaml.safe_load(pods.stdout)["items"]
-            if pod["status"].get("phase") == "Running"
-            for container in pod["spec"]["containers"]
-        }
+            kube.helm_ok(*install, *set_flags(release, env), timeout=900)
+        running = _images(kube, running=True)
         assert {image, real_cluster.images.kafka, real_cluster.images.postgres} <= running
-        wait_for(
-            lambda: _stored(real_cluster, PROFILE_NAMESPACE),
-            timeout=300,
-            what="readings stored by the pods",
-        )
+        wait_for(lambda: _stored(kube), timeout=300, what="readings stored by the pods")
     finally:
         for release in reversed(releases):
-            subprocess.run(
-                [*helm, "uninstall", release["name"], "--wait"], check=False, timeout=600
-            )
+            kube.helm("uninstall", release["name"], "--wait", timeout=600)

@@ -20,9 +20,9 @@ import pytest
 from heartbeat_localstack.cluster.build import node_binaries
 from heartbeat_localstack.cluster.components import Layout
 from heartbeat_localstack.cluster.node import node_layout
+from tests.support.kube import CommandError
 
 from ..conftest import RealCluster
-from .kube import CommandError, Kube
 from .release import Release
 
 logger = logging.getLogger(__name__)
@@ -39,16 +39,8 @@ def dev_deps_values(cluster: RealCluster, data_dir: Path) -> dict[str, Any]:
 def crictl(cluster: RealCluster) -> list[str]:
     """crictl against the node's containerd: what runs on the node, whatever the API says."""
     target = node_binaries()
-    layout = node_layout(Layout(cluster.state_dir.resolve() / "cluster"), target.containerd_root)
+    layout = node_layout(Layout(cluster.cluster.state_dir / "cluster"), target.containerd_root)
     return [str(target.path("crictl")), f"--runtime-endpoint=unix://{layout.socket}"]
-
-
-def helm_env(work: Path) -> dict[str, str]:
-    """Helm's caches in the test's folder: the tests never touch the user's repositories."""
-    return {
-        f"HELM_{kind}_HOME": str(work / "helm" / kind.lower())
-        for kind in ("CACHE", "CONFIG", "DATA")
-    }
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +55,8 @@ def release(
     data.mkdir(mode=0o700)
     owner = real_cluster.images.postgres_user
     os.chown(data, owner.uid, owner.gid)  # initdb, as the image's user, makes PGDATA inside
-    kube = Kube(real_cluster.kubectl, real_cluster.helm, NAMESPACE, helm_env(work))
-    kube.kubectl("create", "namespace", NAMESPACE)
+    kube = real_cluster.kubectl(NAMESPACE)
+    kube.run("create", "namespace", NAMESPACE)
     installed = Release(
         kube,
         real_cluster.images.app,
@@ -84,7 +76,7 @@ def release(
                 installed.uninstall()
             except CommandError as exc:
                 logger.warning("uninstall failed: %s", exc)
-        kube.kubectl("delete", "namespace", NAMESPACE, "--timeout=180s", check=False, timeout=240)
+        kube.run("delete", "namespace", NAMESPACE, "--timeout=180s", check=False, timeout=240)
         shutil.rmtree(data, ignore_errors=True)
         timings = ", ".join(f"{k} {v:.0f} s" for k, v in installed.timings.items())
         line = f"chart end-to-end on the real node: {time.monotonic() - started:.0f} s ({timings})"

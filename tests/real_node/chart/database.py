@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from tests.support.kube import Kubectl
+
 from .batches import Batch, DeadLetter, Row
-from .kube import Kube
 
 
 @dataclass(frozen=True)
 class Database:
-    kube: Kube
+    kube: Kubectl
     deployment: str
     user: str
     password: str

@@ -19,15 +19,18 @@ from typing import Any
 
 import yaml
 
+from tests.support.kube import Kubectl, Object, is_ready, wait_until
+
 from .batches import Batch
 from .database import Database
-from .kube import Kube, Object, is_ready, wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
 CHARTS = ROOT / "charts"
 RELEASE = "heartbeat"
 DEPS = "dev-deps"
 HELM_WAIT = "10m"
+# How long a helm command may take, its own --wait included.
+HELM_SECONDS = 900.0
 TOPIC = "heartbeats"
 PARTITIONS = 6
 # The dev-deps chart's PostgreSQL: its defaults, which the heartbeat chart is given.
@@ -67,7 +70,7 @@ def heartbeat_values(image: str) -> dict[str, Any]:
 
 @dataclass
 class Release:
-    kube: Kube
+    kube: Kubectl
     image: str
     work: Path
     dev_deps_values: dict[str, Any]
@@ -102,14 +105,22 @@ class Release:
         path = self.work / f"{name}-values.yaml"
         path.write_text(yaml.safe_dump(values))
         chart = CHARTS / name
-        self.kube.helm(
-            "install", name, str(chart), "--values", str(path), "--wait", "--timeout", HELM_WAIT
+        self.kube.helm_ok(
+            "install",
+            name,
+            str(chart),
+            "--values",
+            str(path),
+            "--wait",
+            "--timeout",
+            HELM_WAIT,
+            timeout=HELM_SECONDS,
         )
 
     def upgrade(self, *sets: str) -> None:
         """`helm upgrade --reuse-values --wait` of the heartbeat release with `--set`s."""
         flags = [arg for s in sets for arg in ("--set", s)]
-        self.kube.helm(
+        self.kube.helm_ok(
             "upgrade",
             RELEASE,
             str(CHARTS / RELEASE),
@@ -118,11 +129,20 @@ class Release:
             "--wait",
             "--timeout",
             HELM_WAIT,
+            timeout=HELM_SECONDS,
         )
 
     def uninstall(self) -> None:
         for name in (RELEASE, DEPS):
-            self.kube.helm("uninstall", name, "--wait", "--timeout", "5m", "--ignore-not-found")
+            self.kube.helm_ok(
+                "uninstall",
+                name,
+                "--wait",
+                "--timeout",
+                "5m",
+                "--ignore-not-found",
+                timeout=HELM_SECONDS,
+            )
         self.installed = False
 
     def _timed(self, what: str, step: Any, *args: Any) -> None:
@@ -134,11 +154,7 @@ class Release:
 
     def pods(self, selector: str) -> list[Object]:
         """Pods of `selector` that are not on their way out."""
-        return [
-            p
-            for p in self.kube.items("pods", "--selector", selector)
-            if not p["metadata"].get("deletionTimestamp")
-        ]
+        return self.kube.live_pods(selector)
 
     def consumers(self) -> list[Object]:
         return self.pods(CONSUMERS)

@@ -13,8 +13,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tests.support.kube import condition, is_ready, wait_until
+
 from .batches import Batch
-from .kube import condition, is_ready, wait_until
 from .release import CHART_PRODUCER_CUSTOMERS, DEPS, PRODUCERS, RELEASE, Release
 
 pytestmark = [
@@ -121,7 +122,7 @@ def test_readyz_takes_a_consumer_out_while_postgresql_is_scaled_to_zero(release:
     release.send(batch)
     release.wait_flowing(batch)
 
-    release.kube.kubectl("scale", "deployment/postgresql", "--replicas=0")
+    release.kube.run("scale", "deployment/postgresql", "--replicas=0")
     wait_until(
         release.kube,
         "PostgreSQL's pod gone",
@@ -138,10 +139,8 @@ def test_readyz_takes_a_consumer_out_while_postgresql_is_scaled_to_zero(release:
     assert status == 503, body
     assert '"postgres": {"ok": false' in body, body
 
-    release.kube.kubectl("scale", "deployment/postgresql", "--replicas=1")
-    release.kube.kubectl(
-        "rollout", "status", "deployment/postgresql", "--timeout=300s", timeout=330
-    )
+    release.kube.run("scale", "deployment/postgresql", "--replicas=1")
+    release.kube.run("rollout", "status", "deployment/postgresql", "--timeout=300s", timeout=330)
     wait_until(
         release.kube,
         f"{pod} Ready again once PostgreSQL is back",
@@ -188,7 +187,7 @@ def test_deleting_a_consumer_pod_mid_stream_loses_and_doubles_nothing(release: R
     batch = Batch("delete", first_customer=50_001, customers=20, rounds=60, rate=PACED, start=START)
     release.send(batch)
     release.wait_flowing(batch)
-    release.kube.kubectl("delete", "pod", pod, "--timeout=120s", timeout=150)
+    release.kube.run("delete", "pod", pod, "--timeout=120s", timeout=150)
     (replacement,) = release.wait_consumers(1)
     assert replacement != pod
     release.wait_sent(batch)
@@ -196,7 +195,7 @@ def test_deleting_a_consumer_pod_mid_stream_loses_and_doubles_nothing(release: R
 
 
 def test_helm_test_runs_its_test_pod_for_real(release: Release) -> None:
-    out = release.kube.helm("test", RELEASE, "--timeout", "5m").stdout
+    out = release.kube.helm_ok("test", RELEASE, "--timeout", "5m", timeout=600)
     assert re.search(r"Phase:\s+Succeeded", out), out
     # Helm deletes the pod once it succeeded (so `--logs` cannot be used); the kubelet's
     # Events say that each of its containers really started.
@@ -211,7 +210,7 @@ def test_helm_test_runs_its_test_pod_for_real(release: Release) -> None:
 
 
 def test_helm_uninstall_leaves_nothing_running(release: Release) -> None:
-    release.kube.kubectl(
+    release.kube.run(
         "delete", "jobs", "--selector", "app.kubernetes.io/name=send-batch", "--wait=true"
     )
     assert release.on_node(), "crictl sees no container of the release before the uninstall"
