@@ -37,13 +37,14 @@ HEARTBEAT_TEST_KAFKA_IMAGE and HEARTBEAT_TEST_POSTGRES_IMAGE name other images t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import psycopg
 import pytest
@@ -169,6 +170,38 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(f"integration services ran as {_USED[0]}")
 
 
+class _Service(Protocol):
+    def start(self) -> object: ...
+
+    def stop(self) -> object: ...
+
+
+ServiceT = TypeVar("ServiceT", bound=_Service)
+
+
+def _running(service: ServiceT, *, stop: Callable[[], object] | None = None) -> Iterator[ServiceT]:
+    """Start ``service``, yield it, and stop it however the tests using it ended."""
+    try:
+        service.start()
+        yield service
+    finally:
+        (stop or service.stop)()
+
+
+@contextlib.contextmanager
+def _postgres_folder() -> Iterator[Path]:
+    """A folder of its own for a PostgreSQL server, removed afterwards.
+
+    As root the server runs as the postgres user, who must be able to traverse every
+    parent folder. pytest keeps its temporary root private and makes it private again
+    whenever a pytest session starts, even while this one runs; so the folder is under
+    the system temp dir instead.
+    """
+    with tempfile.TemporaryDirectory(prefix="heartbeat-pg-", ignore_cleanup_errors=True) as base:
+        os.chmod(base, 0o711)
+        yield Path(base)
+
+
 @pytest.fixture(scope="session")
 def kafka_service(
     services_backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
@@ -176,12 +209,7 @@ def kafka_service(
     if services_backend == "containers":
         yield from _kafka_container(request.getfixturevalue("services_network"))
         return
-    broker = KafkaBroker(tmp_path_factory.mktemp("kafka"))
-    try:
-        broker.start()
-        yield broker
-    finally:
-        broker.stop()
+    yield from _running(KafkaBroker(tmp_path_factory.mktemp("kafka")))
 
 
 @pytest.fixture(scope="session")
@@ -191,18 +219,8 @@ def postgres_service(
     if services_backend == "containers":
         yield from _postgres_container(request.getfixturevalue("services_network"))
         return
-    # As root the server runs as the postgres user, who must be able to traverse every
-    # parent folder. pytest keeps its temporary root private and makes it private again
-    # whenever a pytest session starts, even while this one runs; so PostgreSQL gets a
-    # folder of its own under the system temp dir, removed afterwards.
-    with tempfile.TemporaryDirectory(prefix="heartbeat-pg-", ignore_cleanup_errors=True) as base:
-        os.chmod(base, 0o711)
-        server = PostgresServer(Path(base) / "postgres", user=DATABASE, database=DATABASE)
-        try:
-            server.start()
-            yield server
-        finally:
-            server.stop()
+    with _postgres_folder() as base:
+        yield from _running(PostgresServer(base / "postgres", user=DATABASE, database=DATABASE))
 
 
 @pytest.fixture
@@ -214,45 +232,24 @@ def kafka_to_stop(
         network = request.getfixturevalue("services_network")
         yield from _kafka_container(network, alias=f"kafka-{os.urandom(4).hex()}")
         return
-    broker = KafkaBroker(tmp_path / "kafka")
-    try:
-        broker.start()
-        yield broker
-    finally:
-        broker.stop()
+    yield from _running(KafkaBroker(tmp_path / "kafka"))
 
 
 @pytest.fixture(scope="module")
 def own_kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
-    broker = KafkaBroker(tmp_path_factory.mktemp("own-kafka"))
-    try:
-        broker.start()
-        yield broker
-    finally:
-        broker.stop()
+    yield from _running(KafkaBroker(tmp_path_factory.mktemp("own-kafka")))
 
 
 @pytest.fixture(scope="module")
 def own_kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
-    cluster = KafkaCluster(tmp_path_factory.mktemp("own-kafka-cluster"), nodes=3)
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
+    yield from _running(KafkaCluster(tmp_path_factory.mktemp("own-kafka-cluster"), nodes=3))
 
 
 @pytest.fixture(scope="module")
 def own_postgres() -> Iterator[PostgresServer]:
-    # A folder the postgres user can reach, as for postgres_service.
-    with tempfile.TemporaryDirectory(prefix="heartbeat-pg-", ignore_cleanup_errors=True) as base:
-        os.chmod(base, 0o711)
-        server = PostgresServer(Path(base) / "postgres", user=DATABASE, database=DATABASE)
-        try:
-            server.start()
-            yield server
-        finally:
-            server.stop(mode="immediate")
+    with _postgres_folder() as base:
+        server = PostgresServer(base / "postgres", user=DATABASE, database=DATABASE)
+        yield from _running(server, stop=lambda: server.stop(mode="immediate"))
 
 
 # --- testcontainers ---------------------------------------------------------------------
