@@ -352,8 +352,15 @@ def naive(settings: Settings, conninfo: str, seconds: float) -> float:
 # --- latency ---------------------------------------------------------------------------
 
 
+TICK_SECONDS = 0.005
+
+
 def offer(settings: Settings, rate: int, seconds: float) -> float:
-    """Send readings stamped with the wall clock at ``rate`` a second; the rate achieved."""
+    """Send readings stamped with the wall clock at ``rate`` a second; the rate achieved.
+
+    Paced by ticks: every ``TICK_SECONDS`` it sends what is due by then, each reading
+    stamped as it is sent (sleeping once per reading cost more than the sending).
+    """
     producer = Producer(
         {
             "bootstrap.servers": settings.kafka_bootstrap_servers,
@@ -363,27 +370,52 @@ def offer(settings: Settings, rate: int, seconds: float) -> float:
         }
     )
     count = int(rate * seconds)
+    sent = 0
     started = time.perf_counter()
-    for i in range(count):
-        due = started + i / rate
-        while (now := time.perf_counter()) < due:
-            time.sleep(min(due - now, 0.001))
-        stamp = datetime.now(UTC).isoformat(timespec="microseconds")
-        customer = i % 1000 + 1
-        value = b'{"customer_id":%d,"timestamp":"%s","heart_rate":%d}' % (
-            customer,
-            stamp.encode(),
-            60 + i % 40,
-        )
-        while True:
+    while sent < count:
+        due = min(count, int((time.perf_counter() - started) * rate) + 1)
+        while sent < due:
+            stamp = datetime.now(UTC).isoformat(timespec="microseconds")
+            customer = sent % 1000 + 1
+            value = b'{"customer_id":%d,"timestamp":"%s","heart_rate":%d}' % (
+                customer,
+                stamp.encode(),
+                60 + sent % 40,
+            )
             try:
                 producer.produce(settings.kafka_topic, value, b"%d" % customer)
-                break
             except BufferError:
                 producer.poll(0.01)
+                continue
+            sent += 1
         producer.poll(0)
+        time.sleep(TICK_SECONDS)
     producer.flush(60)
     return count / (time.perf_counter() - started)
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        return answer.read().decode()
+
+
+def wait_positioned(port: int, partitions: int, timeout: float = 90) -> None:
+    """Until the consumer reads every partition from its position (a reading offered
+    before that would wait for the group's assignment and count it as latency)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            text = scrape(port)
+        except OSError:
+            text = ""
+        positioned = sum(
+            line.startswith("heartbeat_consumer_last_progress_timestamp_seconds{")
+            for line in text.splitlines()
+        )
+        if positioned >= partitions:
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"the latency consumer did not position {partitions} partitions in time")
 
 
 def p99_latency(
@@ -393,17 +425,10 @@ def p99_latency(
     port = free_port()
     child = spawn("consume", settings, conninfo, METRICS_PORT=str(port))
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2):
-                    break
-            except OSError:
-                time.sleep(0.2)
+        wait_positioned(port, settings.kafka_topic_partitions)
         offered = offer(settings, LIVE_RATE, seconds)
         time.sleep(2)  # the last batch
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
-            text = answer.read().decode()
+        text = scrape(port)
     finally:
         child.terminate()
         child.wait(60)
