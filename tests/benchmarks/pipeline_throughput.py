@@ -44,7 +44,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -63,7 +62,7 @@ from heartbeat.types import Partition
 from heartbeat.validation import Reading, validate
 from heartbeat_localstack.kafka import KafkaBroker
 from heartbeat_localstack.postgres import PostgresServer
-from tests.integration.pipeline import create_database
+from tests.integration.pipeline import create_database, scrape
 
 logger = logging.getLogger("benchmark")
 
@@ -394,23 +393,14 @@ def offer(settings: Settings, rate: int, seconds: float) -> float:
     return count / (time.perf_counter() - started)
 
 
-def scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
-        return answer.read().decode()
-
-
 def wait_positioned(port: int, partitions: int, timeout: float = 90) -> None:
     """Until the consumer reads every partition from its position (a reading offered
     before that would wait for the group's assignment and count it as latency)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            text = scrape(port)
-        except OSError:
-            text = ""
         positioned = sum(
             line.startswith("heartbeat_consumer_last_progress_timestamp_seconds{")
-            for line in text.splitlines()
+            for line in scrape(port).splitlines()
         )
         if positioned >= partitions:
             return
@@ -429,6 +419,8 @@ def p99_latency(
         offered = offer(settings, LIVE_RATE, seconds)
         time.sleep(2)  # the last batch
         text = scrape(port)
+        if not text:
+            raise SystemExit("the latency consumer's /metrics did not answer")
     finally:
         child.terminate()
         child.wait(60)

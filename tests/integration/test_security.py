@@ -176,7 +176,7 @@ def test_every_command_works_through_the_secured_servers(
         {"KAFKA_TOPIC_PARTITIONS": "2", "KAFKA_CONSUMER_GROUP": unique("group")},
         {"KAFKA_AUTO_OFFSET_RESET": "earliest"},
         # Every one of the 30 readings valid, so all 30 are stored: at the default rate a
-        # faulty sensor's reading (dead-lettered) came among them in about one run in ten.
+        # faulty sensor's reading (dead-lettered) came among them in about one run in seven.
         {"PRODUCER_INVALID_RATE": "0"},
     )
 
