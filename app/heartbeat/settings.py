@@ -191,7 +191,7 @@ class Settings(SettingsBase):
         5000, ge=1, le=1_000_000, description="Most messages written in one transaction."
     )
     consumer_batch_max_wait_seconds: float = Field(
-        0.1, gt=0, le=60, description="Longest a batch waits to fill before it is written."
+        0.05, gt=0, le=60, description="Longest a batch waits to fill before it is written."
     )
     consumer_max_future_skew_seconds: float = Field(
         300.0,
