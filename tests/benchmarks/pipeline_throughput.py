@@ -44,6 +44,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -62,7 +64,7 @@ from heartbeat.types import Partition
 from heartbeat.validation import Reading, validate
 from heartbeat_localstack.kafka import KafkaBroker
 from heartbeat_localstack.postgres import PostgresServer
-from tests.integration.pipeline import create_database, scrape
+from tests.integration.pipeline import create_database, drop_database, scrape
 
 logger = logging.getLogger("benchmark")
 
@@ -76,20 +78,35 @@ def load() -> str:
     return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
 
 
-def partitioned_database(admin: str, name: str, settings: Settings) -> str:
-    """A migrated database whose daily partitions ``heartbeat maintain`` made, as shipped."""
+@contextmanager
+def partitioned_database(admin: str, name: str, settings: Settings) -> Iterator[str]:
+    """A migrated database whose daily partitions ``heartbeat maintain`` made, as shipped,
+    for one measurement, then dropped.
+
+    Each measurement starts from a checkpoint and ends with its database gone, so the
+    next one neither writes out this one's dirty buffers nor shares the machine with
+    autovacuum of its million rows: without that, later drains of a run were slower than
+    the same drain earlier in it.
+    """
     conninfo = create_database(admin, name)
     with Store(conninfo, max_size=2) as store:
         Maintainer(store, settings).run()
-    return conninfo
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+    try:
+        yield conninfo
+    finally:
+        drop_database(admin, name)
 
 
-def stored_total(conninfo: str, group: str) -> int:
-    with psycopg.connect(conninfo) as conn:
-        row = conn.execute(
-            "SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets WHERE consumer_group = %s",
-            (group,),
-        ).fetchone()
+def stored_total(conn: psycopg.Connection[tuple[int]], group: str) -> int:
+    """Messages the group has committed, through ``conn`` (autocommit): a drain polls
+    this every 20 ms, and a new connection each time would fork a PostgreSQL backend
+    50 times a second beside the writer being measured."""
+    row = conn.execute(
+        "SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets WHERE consumer_group = %s",
+        (group,),
+    ).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -187,16 +204,17 @@ def drain(
     """
     group = settings.kafka_consumer_group
     roots = dict(services or {})
+    poll = psycopg.connect(conninfo, autocommit=True)
     children = [spawn("consume", settings, conninfo, **env) for _ in range(processes)]
     try:
-        while (first := stored_total(conninfo, group)) == 0:
+        while (first := stored_total(poll, group)) == 0:
             if any(c.poll() is not None for c in children):
                 raise SystemExit("a consumer exited before storing anything")
             time.sleep(0.01)
         started = time.perf_counter()
         cpu = [cpu_seconds(c.pid) for c in children]
         others = {name: tree_cpu_seconds(pid) for name, pid in roots.items()}
-        while (done := stored_total(conninfo, group)) < expected:
+        while (done := stored_total(poll, group)) < expected:
             if any(c.poll() is not None for c in children):
                 raise SystemExit("a consumer exited before the end of the backlog")
             time.sleep(0.02)
@@ -206,6 +224,7 @@ def drain(
         rss = max(peak_rss_mb(c.pid) for c in children)
         at_end = load()
     finally:
+        poll.close()
         for child in children:
             child.terminate()
         for child in children:
@@ -507,7 +526,8 @@ def main() -> None:
             )
 
             admin = database.conninfo
-            ceiling_rate = ceiling(partitioned_database(admin, "bench_ceiling", base), ready)
+            with partitioned_database(admin, "bench_ceiling", base) as conninfo:
+                ceiling_rate = ceiling(conninfo, ready)
             del ready
 
             def row(label: str, rate: float, cpu: float | None, rss: float | None) -> None:
@@ -537,20 +557,13 @@ def main() -> None:
             for i, (label, processes, env) in enumerate(runs):
                 name = f"bench_drain_{i}"
                 group = base.model_copy(update={"kafka_consumer_group": name})
-                result = drain(
-                    group,
-                    partitioned_database(admin, name, base),
-                    n,
-                    processes,
-                    services,
-                    **env,
-                )
+                with partitioned_database(admin, name, base) as conninfo:
+                    result = drain(group, conninfo, n, processes, services, **env)
                 row(label, result.rate, result.cpu_us, result.rss_mb)
                 shares.append((label, result))
             naive_group = base.model_copy(update={"kafka_consumer_group": "bench-naive"})
-            naive_rate = naive(
-                naive_group, partitioned_database(admin, "bench_naive", base), args.naive_seconds
-            )
+            with partitioned_database(admin, "bench_naive", base) as conninfo:
+                naive_rate = naive(naive_group, conninfo, args.naive_seconds)
             row(
                 f"naive writer (INSERT + COMMIT per message, {args.naive_seconds:g} s)",
                 naive_rate,
@@ -561,9 +574,8 @@ def main() -> None:
             live = base.model_copy(
                 update={"kafka_topic": "bench-live", "kafka_consumer_group": "bench-live"}
             )
-            p99, within, observed, offered = p99_latency(
-                live, partitioned_database(admin, "bench_live", base), args.latency_seconds
-            )
+            with partitioned_database(admin, "bench_live", base) as conninfo:
+                p99, within, observed, offered = p99_latency(live, conninfo, args.latency_seconds)
         finally:
             broker.stop()
             database.stop()
