@@ -92,6 +92,9 @@ class Batch:
         self._skew_micros = max_future_skew // timedelta(microseconds=1)
         self._parts: dict[Partition, PartitionBatch] = {}
         self.size = 0  # messages, readings and rejections alike
+        # Moves on whenever messages are added or partitions dropped, so what was
+        # computed from the batch (``heartbeat.writer``'s packed rows) can tell it is stale.
+        self.revision = 0
         self._unseen: list[tuple[PartitionBatch, tuple[Message, Rejection]]] = []
 
     def __len__(self) -> int:
@@ -160,6 +163,7 @@ class Batch:
         if part is not None and last is not None:
             part.next_offset = max(part.next_offset, (last.offset() or 0) + 1)
         self.size += taken
+        self.revision += 1
         return taken
 
     def drop(self, partitions: Iterable[Partition]) -> int:
@@ -169,6 +173,7 @@ class Batch:
             part = self._parts.pop(partition, None)
             if part is not None:
                 dropped += len(part)
+                self.revision += 1
         self.size -= dropped
         return dropped
 

