@@ -208,7 +208,7 @@ class ProducerApp:
         self._count_acknowledged(producer)
         elapsed = time.monotonic() - started
         logger.info(
-            "sent %d messages in %.1fs; delivered %d, failed %d, undelivered %d",
+            "sent %d messages in %.3fs; delivered %d, failed %d, undelivered %d",
             sent,
             elapsed,
             self.delivered,

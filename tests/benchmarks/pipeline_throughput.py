@@ -494,7 +494,7 @@ def main() -> None:
     parser.add_argument(
         "--producer-readings",
         type=int,
-        default=200_000,
+        default=1_000_000,
         help="readings heartbeat produce sends to a topic of their own",
     )
     parser.add_argument("--naive-seconds", type=float, default=15.0)
