@@ -188,7 +188,7 @@ class Settings(SettingsBase):
 
     # --- Consumer --------------------------------------------------------------
     consumer_batch_max_messages: int = Field(
-        5000, ge=1, le=1_000_000, description="Most messages written in one transaction."
+        20_000, ge=1, le=1_000_000, description="Most messages written in one transaction."
     )
     consumer_batch_max_wait_seconds: float = Field(
         0.05, gt=0, le=60, description="Longest a batch waits to fill before it is written."
