@@ -183,29 +183,36 @@ def test_a_write_that_fails_is_retried_and_nothing_is_skipped():
     assert retries == 2
 
 
-def test_a_partition_revoked_during_a_write_leaves_the_next_batch_and_is_not_committed_to_kafka():
-    app, store, consumer, _, _ = make_app()
-    app._on_assign([P0, P1])
-    consumer.queue = [*readings(0, 0, 2), *readings(1, 0, 2)]
+def first_batch_held(*partitions: Partition):
+    """An app whose first batch, two readings of each of ``partitions``, is in flight,
+    held at the store's gate."""
+    app, store, consumer, sender, registry = make_app()
+    app._on_assign(list(partitions))
+    consumer.queue = [m for p in partitions for m in readings(p.partition, 0, 2)]
     store.gate = threading.Event()
-    app.step()  # batch 1 in flight, held at the gate
+    app.step()
+    return app, store, consumer, sender, registry
+
+
+def assert_p1_left_out_of_batch_two(store: FakeStore, consumer: FakeConsumer) -> None:
+    assert consumer.commits == [{P0: 2}, {P0: 3}]
+    assert store.offsets == {P0: 3, P1: 2}, "the write in flight committed whole"
+    assert sorted(cid for cid, _, _ in store.rows) == [1, 1, 2, 2, 3]
+
+
+def test_a_partition_revoked_during_a_write_leaves_the_next_batch_and_is_not_committed_to_kafka():
+    app, store, consumer, _, _ = first_batch_held(P0, P1)
     # batch 2, collected meanwhile
     app._batch.add([*readings(0, 2, 1), *readings(1, 2, 1)], app._progress.tracked(), now_utc())
     app._on_revoke([P1], False)
     store.gate.set()
     app.step()  # batch 1 commits, whole; batch 2 goes without P1
     app.step()
-    assert consumer.commits == [{P0: 2}, {P0: 3}]
-    assert store.offsets == {P0: 3, P1: 2}, "the write in flight committed whole"
-    assert sorted(cid for cid, _, _ in store.rows) == [1, 1, 2, 2, 3]
+    assert_p1_left_out_of_batch_two(store, consumer)
 
 
 def test_a_partition_revoked_after_the_next_batch_was_packed_is_left_out_of_its_write():
-    app, store, consumer, _, _ = make_app()
-    app._on_assign([P0, P1])
-    consumer.queue = [*readings(0, 0, 2), *readings(1, 0, 2)]
-    store.gate = threading.Event()
-    app.step()  # batch 1 in flight, held at the gate
+    app, store, consumer, _, _ = first_batch_held(P0, P1)
     consumer.queue = [*readings(0, 2, 1), *readings(1, 2, 1)]
     prepare = app._writer.prepare
 
@@ -219,17 +226,11 @@ def test_a_partition_revoked_after_the_next_batch_was_packed_is_left_out_of_its_
     app.step()
     app.step()
     release.join()
-    assert store.offsets == {P0: 3, P1: 2}
-    assert sorted(cid for cid, _, _ in store.rows) == [1, 1, 2, 2, 3]
-    assert consumer.commits == [{P0: 2}, {P0: 3}]
+    assert_p1_left_out_of_batch_two(store, consumer)
 
 
 def test_the_next_batch_is_handed_over_before_the_settled_one_is_recorded():
-    app, store, consumer, _, registry = make_app()
-    app._on_assign([P0])
-    consumer.queue = readings(0, 0, 2)
-    store.gate = threading.Event()
-    app.step()  # batch 1 in flight, held at the gate
+    app, store, consumer, _, registry = first_batch_held(P0)
     consumer.queue = readings(0, 2, 3)
     seen: list[tuple[bool, float | None]] = []
     record = app._writer.record
@@ -271,11 +272,7 @@ def test_the_batches_commit_in_order_one_at_a_time():
 
 
 def test_a_batch_s_dead_letters_go_out_while_the_one_before_is_written_and_before_its_own_commit():
-    app, store, consumer, sender, _ = make_app()
-    app._on_assign([P0])
-    consumer.queue = readings(0, 0, 2)
-    store.gate = threading.Event()
-    app.step()  # batch 1 in flight, held at the gate
+    app, store, consumer, sender, _ = first_batch_held(P0)
     consumer.queue = [FakeMessage(0, 2, b"{bad", TOPIC), *readings(0, 3, 1)]
     release = threading.Timer(0.3, store.gate.set)
     release.start()
