@@ -56,15 +56,15 @@ from pathlib import Path
 import psycopg
 from confluent_kafka import Producer
 
-from heartbeat.batch import Batch, Columns
+from heartbeat.batch import Batch
 from heartbeat.generator import ReadingGenerator
 from heartbeat.kafka import KafkaConsumer, ensure_topics
 from heartbeat.maintain import Maintainer
-from heartbeat.reading_rows import pack_rows
 from heartbeat.settings import Settings
 from heartbeat.store import Store
 from heartbeat.types import Partition
 from heartbeat.validation import Reading, validate
+from heartbeat.writer import Packed
 from heartbeat_localstack.kafka import KafkaBroker
 from heartbeat_localstack.postgres import PostgresServer
 from tests.integration.pipeline import create_database, drop_database, scrape
@@ -323,12 +323,10 @@ class _Ready:
         return self._value
 
 
-Prepared = list[tuple[bytes, Columns, int]]
-
-
-def prepare(messages: list[tuple[bytes, bytes]]) -> Prepared:
-    """The backlog decoded and packed for the ceiling, in its batches of 20,000."""
-    prepared: Prepared = []
+def prepare(messages: list[tuple[bytes, bytes]]) -> list[Packed]:
+    """The backlog decoded and packed for the ceiling, in its batches of 20,000, as the
+    consumer's writer packs a batch (``Packed.of``)."""
+    prepared = []
     for start in range(0, len(messages), CEILING_BATCH):
         batch = Batch(timedelta(minutes=5))
         chunk = messages[start : start + CEILING_BATCH]
@@ -337,19 +335,19 @@ def prepare(messages: list[tuple[bytes, bytes]]) -> Prepared:
             {CEILING_PARTITION},
             datetime.now(UTC),
         )
-        columns = batch.columns()
-        data = pack_rows(columns.customer_ids, columns.micros, columns.heart_rates)
-        prepared.append((data, columns, batch.next_offsets()[CEILING_PARTITION]))
+        prepared.append(Packed.of(batch))
     return prepared
 
 
-def ceiling(conninfo: str, prepared: Prepared) -> float:
+def ceiling(conninfo: str, prepared: list[Packed]) -> float:
     """Readings/s PostgreSQL takes through the consumer's statements, decoded beforehand."""
     stored = 0
     with Store(conninfo, max_size=1) as store:
         started = time.perf_counter()
-        for data, columns, offset in prepared:
-            stored += store.write_rows("ceiling", data, columns, {CEILING_PARTITION: offset}).stored
+        for packed in prepared:
+            stored += store.write_rows(
+                "ceiling", packed.copy_data, packed.columns, packed.offsets
+            ).stored
         elapsed = time.perf_counter() - started
     return stored / elapsed
 
@@ -544,9 +542,6 @@ def main() -> None:
             with partitioned_database(admin, "bench_ceiling_0", base) as conninfo:
                 ceilings = [ceiling(conninfo, prepared)]
 
-            def row(label: str, rate: float, cpu: float | None, rss: float | None) -> None:
-                rows.append((label, rate, cpu, rss))
-
             runs = [("heartbeat consume, defaults", 1, {})]
             runs.append(
                 ("heartbeat consume, batch 5,000", 1, {"CONSUMER_BATCH_MAX_MESSAGES": "5000"})
@@ -564,16 +559,18 @@ def main() -> None:
                 group = base.model_copy(update={"kafka_consumer_group": name})
                 with partitioned_database(admin, name, base) as conninfo:
                     result = drain(group, conninfo, n, processes, services, **env)
-                row(label, result.rate, result.cpu_us, result.rss_mb)
+                rows.append((label, result.rate, result.cpu_us, result.rss_mb))
                 shares.append((label, result))
             naive_group = base.model_copy(update={"kafka_consumer_group": "bench-naive"})
             with partitioned_database(admin, "bench_naive", base) as conninfo:
                 naive_rate = naive(naive_group, conninfo, args.naive_seconds)
-            row(
-                f"naive writer (INSERT + COMMIT per message, {args.naive_seconds:g} s)",
-                naive_rate,
-                None,
-                None,
+            rows.append(
+                (
+                    f"naive writer (INSERT + COMMIT per message, {args.naive_seconds:g} s)",
+                    naive_rate,
+                    None,
+                    None,
+                )
             )
 
             live = base.model_copy(
@@ -590,15 +587,16 @@ def main() -> None:
             database.stop()
 
     ceiling_rate = max(ceilings)
-    rows[:0] = [
+    measured = ", then ".join(f"{c:,.0f}" for c in ceilings)
+    rows.insert(
+        0,
         (
-            "PostgreSQL ceiling (no Kafka, 20k per transaction; "
-            f"{' then '.join(f'{c:,.0f}' for c in ceilings)}: the higher)",
+            f"PostgreSQL ceiling (no Kafka, 20k per transaction; {measured}: the higher)",
             ceiling_rate,
             None,
             None,
-        )
-    ]
+        ),
+    )
     table = [
         (
             label,
